@@ -1,0 +1,58 @@
+"""Check the built book: every chapter page exists, has its figures, widget state and a Colab link.
+
+Usage: ``python tests/check_html.py _build/html`` (run by ``.ci/run`` after ``jupyter-book build``).
+Exits non-zero, listing every problem, if a check fails.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chapters() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def check(html_dir: Path) -> list[str]:
+    problems = []
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].removeprefix("https://github.com/")
+    for chapter in chapters():
+        page = html_dir / f"{chapter}.html"
+        if not page.exists():
+            problems.append(f"{page} is missing")
+            continue
+        text = page.read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', text)
+        inline = text.count("data:image/png;base64")
+        if not images and not inline:
+            problems.append(f"{page.name}: no figures")
+        for src in images:
+            if not (page.parent / src).resolve().exists():
+                problems.append(f"{page.name}: figure {src} does not exist")
+        colab = f"colab.research.google.com/github/{repo}/blob/main/{chapter}.ipynb"
+        if colab not in text:
+            problems.append(f"{page.name}: no Colab link to {colab}")
+        if "Traceback (most recent call last)" in text:
+            problems.append(f"{page.name}: shows a traceback")
+        has_state = "application/vnd.jupyter.widget-state+json" in text
+        if "slider_frames" in (ROOT / f"{chapter}.ipynb").read_text() and not has_state:
+            problems.append(f"{page.name}: has sliders but no saved widget state (they would be dead)")
+        print(f"{page.relative_to(html_dir)}: {len(images)} figures, {inline} inline images, "
+              f"widget state: {'yes' if has_state else 'no'}")
+    return problems
+
+
+if __name__ == "__main__":
+    found = check(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "_build" / "html"))
+    for p in found:
+        print("PROBLEM:", p)
+    sys.exit(1 if found else 0)

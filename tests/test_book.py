@@ -1,0 +1,113 @@
+"""The book's own rules: outputs stripped, one repository URL, the same setup cell, a complete TOC.
+
+``python tests/test_book.py --sync`` rewrites every notebook's Colab cell from ``_config.yml``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+NOTEBOOKS = sorted(p for p in BOOK.glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+SETUP_CELL = '''# Colab: install the book's helper package `fewshot` from the repository (does nothing elsewhere).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    REPOSITORY = "{url}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPOSITORY}}@{branch}"], check=True)'''
+
+
+def expected_setup_cell() -> str:
+    repo = CONFIG["repository"]
+    return SETUP_CELL.format(url=repo["url"], branch=repo["branch"])
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source(cell: dict) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def test_there_are_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path: Path) -> None:
+    for cell in load(path)["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path.name} has outputs: strip them"
+            assert cell.get("execution_count") is None, f"{path.name} has execution counts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_installs_from_the_configured_repository(path: Path) -> None:
+    first = load(path)["cells"][0]
+    assert first["cell_type"] == "code"
+    assert source(first) == expected_setup_cell(), (
+        f"{path.name}: the Colab cell differs from _config.yml's repository; run "
+        "`python tests/test_book.py --sync`")
+    assert "remove-cell" in first.get("metadata", {}).get("tags", [])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_and_no_hard_coded_sizes(path: Path) -> None:
+    code = "\n".join(source(c) for c in load(path)["cells"] if c["cell_type"] == "code")
+    assert "fewshot.setup(" in code, f"{path.name} does not call fewshot.setup()"
+    assert not re.search(r"\bepochs\s*=\s*\d", code), f"{path.name} hard-codes epochs"
+    assert not re.search(r"\b(train_size|test_size|size)\s*=\s*\d{3,}", code), f"{path.name} hard-codes a data size"
+
+
+def test_toc_lists_every_notebook_and_nothing_missing() -> None:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    for f in files:
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".ipynb", ".md")), f"{f} in _toc.yml is missing"
+    listed = {f for f in files}
+    for nb in NOTEBOOKS:
+        assert f"book/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+
+
+def test_citations_exist_in_the_bibliography() -> None:
+    keys = set(re.findall(r"@\w+\{([^,]+),", (BOOK / "references.bib").read_text()))
+    for path in NOTEBOOKS + sorted(BOOK.glob("*.md")):
+        text = path.read_text()
+        for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", text):
+            for key in group.split(","):
+                assert key.strip() in keys, f"{path.name} cites {key!r}, not in references.bib"
+
+
+def test_config_stays_offline_and_on_jupyter_book_1() -> None:
+    assert "intersphinx_mapping" not in (ROOT / "_config.yml").read_text()
+    reqs = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^jupyter-book>=1\.0\.4,<2$", reqs, re.M)
+    assert not re.search(r"^torch==|^torchvision==", reqs, re.M), "torch must be a range, not a pin"
+    assert CONFIG["repository"]["branch"] == "main"
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+
+
+def sync() -> None:
+    """Rewrite each notebook's first cell from ``_config.yml`` (after changing the repository URL)."""
+    for path in NOTEBOOKS:
+        nb = load(path)
+        nb["cells"][0]["source"] = expected_setup_cell()
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        print("synced", path.name)
+
+
+if __name__ == "__main__" and "--sync" in sys.argv:
+    sync()
