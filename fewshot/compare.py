@@ -86,3 +86,17 @@ def format_table(rows: list[dict]) -> str:
             f"{100 * r['fewshot_5way_5shot']:>10.1f}±{100 * r['fewshot_5way_5shot_ci95']:<4.1f}%"
             f"{r['train_seconds']:>8.0f}")
     return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``)."""
+    lines = ["| method | sampling | dim | precision@1 | MAP@R | 5-way 1-shot | 5-way 5-shot | train s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['sampling'] if r['method'] != 'softmax' else '–'} | {r['embed_dim']} "
+            f"| {r['precision_at_1']:.3f} | {r['map_at_r']:.3f} "
+            f"| {100 * r['fewshot_5way_1shot']:.1f} ± {100 * r['fewshot_5way_1shot_ci95']:.1f}% "
+            f"| {100 * r['fewshot_5way_5shot']:.1f} ± {100 * r['fewshot_5way_5shot_ci95']:.1f}% "
+            f"| {r['train_seconds']:.0f} |")
+    return "\n".join(lines)

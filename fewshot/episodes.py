@@ -239,5 +239,6 @@ def pixel_baseline(k_shot: int = 1, n_way: int = 5, unseen: Sequence[int] = DEFA
 
     x, y = load_run_data("test")
     _, (ux, uy) = split_classes(x, y, unseen)
+    episodes = get_profile().episodes if episodes is None else episodes
     return evaluate_episodes(lambda im: im.flatten(1), ux, uy, n_way=n_way, k_shot=k_shot,
-                             episodes=episodes or get_profile().episodes, seed=seed)
+                             episodes=episodes, seed=seed)

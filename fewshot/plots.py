@@ -49,8 +49,11 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
 
 
 def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, ax: Axes | None = None,
-                    title: str | None = None, max_points: int = 3000, legend: bool = True) -> Axes:
-    """Scatter a 2-D embedding ``(N, 2)`` coloured by digit (at most ``max_points``, evenly spaced)."""
+                    title: str | None = None, max_points: int = 3000, legend: bool = True,
+                    ticks: bool = False) -> Axes:
+    """Scatter a 2-D embedding ``(N, 2)`` coloured by digit (at most ``max_points``, evenly spaced).
+
+    ``ticks=True`` keeps the axis scale visible (to compare the size of maps)."""
     emb = torch.as_tensor(embeddings).detach().cpu().float()
     labels = torch.as_tensor(labels).cpu()
     if emb.ndim != 2 or emb.shape[1] != 2:
@@ -68,16 +71,18 @@ def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, ax: Axes | N
         ax.legend(markerscale=3, fontsize=7, loc="best", ncol=2, frameon=False)
     if title:
         ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if not ticks:
+        ax.set_xticks([])
+        ax.set_yticks([])
     return ax
 
 
-def plot_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor]], size: float = 4.0) -> Figure:
+def plot_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor]], size: float = 4.0,
+              ticks: bool = False) -> Figure:
     """Side-by-side 2-D maps: ``{"title": (embeddings (N, 2), labels (N,)), …}``."""
     fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size), squeeze=False)
     for ax, (title, (emb, labels)) in zip(axes[0], maps.items()):
-        plot_embeddings(emb, labels, ax=ax, title=title, legend=ax is axes[0][0])
+        plot_embeddings(emb, labels, ax=ax, title=title, legend=ax is axes[0][0], ticks=ticks)
     fig.tight_layout()
     return fig
 

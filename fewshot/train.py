@@ -230,10 +230,14 @@ def _cache_enabled() -> bool:
     return os.environ.get("FEWSHOT_CACHE", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
+# the modules whose code decides what a training run produces; a change to any of them retrains
+TRAINING_MODULES = ("config.py", "data.py", "models.py", "losses.py", "pairs.py", "train.py")
+
+
 def _source_hash() -> str:
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.read_bytes())
+    for name in TRAINING_MODULES:
+        h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:16]
 
 
