@@ -56,9 +56,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "ci": Profile("ci", train_size=4000, test_size=1000, epochs=10, batch_size=64, lr=3e-3,
                   episodes=300),
-    "cpu": Profile("cpu", train_size=12000, test_size=2000, epochs=10, batch_size=128, lr=2e-3,
+    "cpu": Profile("cpu", train_size=12000, test_size=2000, epochs=10, batch_size=64, lr=3e-3,
                    episodes=600),
-    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=20, batch_size=256, lr=2e-3,
+    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=20, batch_size=128, lr=3e-3,
                    episodes=1000),
 }
 
