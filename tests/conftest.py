@@ -6,7 +6,6 @@ import os
 
 os.environ.setdefault("FEWSHOT_FAST", "1")
 os.environ.setdefault("FEWSHOT_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
