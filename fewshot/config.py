@@ -94,7 +94,15 @@ def get_profile(device: torch.device | None = None) -> Profile:
 
 
 def seed_everything(seed: int = DEFAULT_SEED) -> None:
-    """Seed Python, NumPy and torch (all devices) so the same run prints the same numbers."""
+    """Seed Python, NumPy and torch (all devices) so the same run prints the same numbers.
+
+    Also asks torch for deterministic kernels: without that, the gradient of ``emb[indices]`` (how
+    in-batch pairs and triplets pick their embeddings) is summed in a thread-dependent order, and two
+    identical runs drift apart. Ops with no deterministic version (some CUDA kernels) warn, not fail.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -94,6 +94,21 @@ def test_train_method_deterministic(method: str, sampling: str, small_train: tup
     assert not runs[0].training
 
 
+@pytest.mark.parametrize("method", ["siamese", "triplet"])
+def test_in_batch_training_is_deterministic_with_two_threads(method: str, small_train: tuple) -> None:
+    """In-batch pairs/triplets sum gradients through ``emb[indices]``: with several threads that sum
+    is only reproducible in torch's deterministic mode (set by ``seed_everything``)."""
+    images, labels = small_train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = (_weights(train_method(method, images, labels, sampling="batch", epochs=1, seed=3,
+                                      cache=False, progress=False)[0]) for _ in range(2))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_train_method_cache(small_train: tuple, tmp_path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
