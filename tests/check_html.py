@@ -42,6 +42,8 @@ def check(html_dir: Path) -> list[str]:
         colab = f"colab.research.google.com/github/{repo}/blob/main/{chapter}.ipynb"
         if colab not in text:
             problems.append(f"{page.name}: no Colab link to {colab}")
+        if re.search(r"<p>\|[^<]*\|[^<]*\|", text):
+            problems.append(f"{page.name}: a Markdown table was rendered as plain text")
         if "Traceback (most recent call last)" in text:
             problems.append(f"{page.name}: shows a traceback")
         has_state = "application/vnd.jupyter.widget-state+json" in text
