@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -149,7 +149,3 @@ def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:
     seed_everything(seed)
     return run
 
-
-def with_profile(run: Run, **changes: object) -> Run:
-    """A copy of ``run`` whose profile has some fields changed (for exercises)."""
-    return replace(run, profile=replace(run.profile, **changes))

