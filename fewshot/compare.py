@@ -37,7 +37,8 @@ def evaluate_method(method: str, embed_dim: int, *, sampling: str = "batch", see
 
     Returns:
         A dict with the keys in :data:`COLUMNS` (``train_seconds``: both trainings together, as
-        recorded when they ran) plus ``"model"`` (the all-digit model) and ``"history"``.
+        recorded when they ran) plus ``"model"`` (the all-digit model), ``"history"`` (its
+        training history) and ``"seen_model"`` (the model trained on the seen digits only).
     """
     profile = get_profile()
     x, y = load_run_data("train")
@@ -57,13 +58,14 @@ def evaluate_method(method: str, embed_dim: int, *, sampling: str = "batch", see
             "fewshot_5way_1shot": shots[1].mean, "fewshot_5way_1shot_ci95": shots[1].ci95,
             "fewshot_5way_5shot": shots[5].mean, "fewshot_5way_5shot_ci95": shots[5].ci95,
             "train_seconds": history.seconds + seen_history.seconds,
-            "model": model, "history": history}
+            "model": model, "history": history, "seen_model": seen_model}
 
 
 def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFAULT_DIMS, *,
             seed: int = DEFAULT_SEED, epochs: int | None = None, cache: bool = True,
-            progress: bool = True) -> list[dict]:
-    """:func:`evaluate_method` for every method and dimension: one row each (without the model)."""
+            progress: bool = True, keep_models: bool = False) -> list[dict]:
+    """:func:`evaluate_method` for every method and dimension: one row each, with the keys in
+    :data:`COLUMNS`, plus ``"model"`` (the all-digit model) if ``keep_models``."""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}: expected some of {METHODS}")
@@ -71,32 +73,37 @@ def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFA
     for dim in dims:
         for method in methods:
             row = evaluate_method(method, dim, seed=seed, epochs=epochs, cache=cache, progress=progress)
-            rows.append({k: row[k] for k in COLUMNS})
+            rows.append({k: row[k] for k in COLUMNS + (("model",) if keep_models else ())})
     return rows
 
 
+HEADERS = ("method", "sampling", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s")
+
+
+def _cells(row: dict) -> list[str]:
+    """One row of the table as text cells, in the order of :data:`HEADERS`."""
+    def shot(k: int) -> str:
+        return f"{100 * row[f'fewshot_5way_{k}shot']:.1f} ± {100 * row[f'fewshot_5way_{k}shot_ci95']:.1f}%"
+
+    sampling = "–" if row["method"] == "softmax" else row["sampling"]  # softmax draws no pairs
+    return [row["method"], sampling, str(row["embed_dim"]), f"{row['precision_at_1']:.3f}",
+            f"{row['map_at_r']:.3f}", shot(1), shot(5), f"{row['train_seconds']:.0f}"]
+
+
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table of :func:`compare`'s rows."""
-    header = f"{'method':<16}{'dim':>4}{'P@1':>8}{'MAP@R':>8}{'5w1s':>16}{'5w5s':>16}{'train s':>9}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['method']:<16}{r['embed_dim']:>4}{r['precision_at_1']:>8.3f}{r['map_at_r']:>8.3f}"
-            f"{100 * r['fewshot_5way_1shot']:>9.1f}±{100 * r['fewshot_5way_1shot_ci95']:<4.1f}%"
-            f"{100 * r['fewshot_5way_5shot']:>10.1f}±{100 * r['fewshot_5way_5shot_ci95']:<4.1f}%"
-            f"{r['train_seconds']:>8.0f}")
+    """A plain-text table of :func:`compare`'s rows (text columns left, numbers right)."""
+    table = [list(HEADERS)] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in table]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict]) -> str:
     """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``)."""
-    lines = ["| method | sampling | dim | precision@1 | MAP@R | 5-way 1-shot | 5-way 5-shot | train s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['sampling'] if r['method'] != 'softmax' else '–'} | {r['embed_dim']} "
-            f"| {r['precision_at_1']:.3f} | {r['map_at_r']:.3f} "
-            f"| {100 * r['fewshot_5way_1shot']:.1f} ± {100 * r['fewshot_5way_1shot_ci95']:.1f}% "
-            f"| {100 * r['fewshot_5way_5shot']:.1f} ± {100 * r['fewshot_5way_5shot_ci95']:.1f}% "
-            f"| {r['train_seconds']:.0f} |")
+    long = {"P@1": "precision@1", "5w1s": "5-way 1-shot", "5w5s": "5-way 5-shot"}
+    lines = ["| " + " | ".join(long.get(h, h) for h in HEADERS) + " |",
+             "| --- | --- | " + " | ".join(["---:"] * (len(HEADERS) - 2)) + " |"]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines)

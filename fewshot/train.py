@@ -236,10 +236,10 @@ def _source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_key(spec: dict, images: torch.Tensor, labels: torch.Tensor) -> str:
+def _cache_key(spec: dict, *tensors: torch.Tensor) -> str:
     h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
-    h.update(images.contiguous().numpy().tobytes())
-    h.update(labels.contiguous().numpy().tobytes())
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(_source_hash().encode())
     return h.hexdigest()[:24]
 
@@ -286,9 +286,10 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
     spec = {"method": method, "embed_dim": embed_dim, "margin": margin, "sampling": sampling,
             "epochs": epochs,
             "batch_size": profile.batch_size, "lr": profile.lr, "seed": seed,
-            "val": None if val is None else len(val[1])}
+            "val": val is not None}
     use_cache = cache and _cache_enabled()
-    name = f"{method.replace('+', '_')}-{sampling}-{embed_dim}d-{_cache_key(spec, images, labels)}.pt"
+    key = _cache_key(spec, images, labels, *(val or ()))  # val: the cached history holds its scores
+    name = f"{method.replace('+', '_')}-{sampling}-{embed_dim}d-{key}.pt"
     path = cache_dir() / name
     if method == "softmax+triplet":
         base, _ = train_method("softmax", images, labels, embed_dim=embed_dim, epochs=epochs,
