@@ -65,13 +65,15 @@ def test_readable_table(json_run: tuple, monkeypatch: pytest.MonkeyPatch, capsys
     assert out.strip() == format_table(rows)
     lines = out.strip().splitlines()
     assert len(lines) == 4
-    for word in ("method", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s"):
+    for word in ("method", "sampling", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s"):
         assert word in lines[0]
     assert set(lines[1]) == {"-"}
     for line, row in zip(lines[2:], rows):
-        assert line.split()[:2] == [row["method"], "2"]
+        method, sampling, dim = line.split()[:3]  # the sampling column reads "–" for softmax
+        assert [method, dim] == [row["method"], "2"]
+        assert sampling == ("–" if row["method"] == "softmax" else row["sampling"])
         assert f"{row['precision_at_1']:.3f}" in line and f"{row['map_at_r']:.3f}" in line
-        assert f"{100 * row['fewshot_5way_1shot']:.1f}±" in line
+        assert f"{100 * row['fewshot_5way_1shot']:.1f} ±" in line
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> None:
