@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 
 from fewshot.episodes import EpisodeSampler, evaluate_episodes, prototype_predict
-from fewshot.pairs import batch_triplets, sample_pairs
+from fewshot.miners import all_triplets
+from fewshot.pairs import sample_pairs
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -66,9 +67,9 @@ def main() -> None:
     rows = []
 
     labels = torch.randint(0, 10, (64,))
-    assert len(naive_triplets(labels.tolist())) == len(batch_triplets(labels)[0])
+    assert len(naive_triplets(labels.tolist())) == len(all_triplets(labels)[0])
     rows.append(("all triplets in a batch of 64", best_of(lambda: naive_triplets(labels.tolist()), 2),
-                 best_of(lambda: batch_triplets(labels))))
+                 best_of(lambda: all_triplets(labels))))
 
     pool = torch.arange(10).repeat_interleave(400)
     rows.append(("4,000 random pairs from 4,000 images",

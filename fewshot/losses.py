@@ -1,22 +1,28 @@
 """Contrastive and triplet losses, with the formula beside the code.
 
-Both take ``reduction='mean' | 'sum' | 'none'`` and check their inputs (shape mismatches, bad targets,
-negative margins raise ``ValueError`` naming the value).
+Both keep the tutorial's call shapes (``loss(out1, out2, target)``, ``loss(anchor, positive,
+negative)``), take ``reduction='mean' | 'sum' | 'none'``, and check their inputs: shape mismatches,
+NaN or infinite embeddings, bad targets and negative margins raise ``ValueError`` naming the value.
 
 Conventions:
 
-* distances are Euclidean on the raw (not L2-normalised) embeddings;
+* distances are Euclidean on the raw (not L2-normalised) embeddings (:mod:`fewshot.distances`);
 * contrastive: **target 1 = same class**, 0 = different (Hadsell et al. use the opposite);
-* contrastive uses the plain distance ``d``; triplet (FaceNet) uses the *squared* distance ``d²``.
+* contrastive uses the plain distance ``d``; triplet uses the *squared* distance ``d²`` (FaceNet)
+  unless ``squared=False`` (Hermans et al.'s batch-hard loss uses the plain distance).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_choice, check_embeddings, check_number
+from .distances import euclidean, squared_euclidean
+
 REDUCTIONS = ("mean", "sum", "none")
-EPS = 1e-9  # inside the square root: keeps ∂d/∂x finite when two embeddings coincide
+Margin = float | str  # a number ≥ 0, or "soft" for the triplet loss
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -27,23 +33,18 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
-def _check_common(margin: float, reduction: str) -> None:
-    if not isinstance(margin, (int, float)) or margin < 0:
-        raise ValueError(f"margin={margin!r}: expected a number ≥ 0")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r}: expected one of {REDUCTIONS}")
+def _check_common(margin: Margin, reduction: str, soft_ok: bool = False) -> None:
+    if not (soft_ok and margin == "soft"):
+        check_number(margin, "margin", 0.0)
+    check_choice(reduction, "reduction", REDUCTIONS)
 
 
 def _check_embeddings(**named: torch.Tensor) -> None:
+    for name, t in named.items():
+        check_embeddings(t, name)
     shapes = {name: tuple(t.shape) for name, t in named.items()}
-    first = next(iter(shapes.values()))
-    if len(first) != 2 or any(s != first for s in shapes.values()):
+    if len(set(shapes.values())) != 1:
         raise ValueError(f"embeddings must all have the same shape (B, D), got {shapes}")
-
-
-def euclidean(x1: torch.Tensor, x2: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Row-wise distance ``sqrt(‖x1 − x2‖² + eps)``: ``(B, D), (B, D) → (B,)``."""
-    return ((x1 - x2).pow(2).sum(1) + eps).sqrt()
 
 
 def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tensor,
@@ -69,30 +70,35 @@ def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tenso
     if not torch.all((target == 0) | (target == 1)):
         raise ValueError(f"target must hold only 0 (different) and 1 (same), got {target.unique().tolist()}")
     target = target.to(out1.dtype)
-    d = euclidean(out1, out2)
+    d = euclidean(out1, out2)  # eps inside the root: finite gradient at d = 0
     loss = target * 0.5 * d.pow(2) + (1 - target) * 0.5 * torch.relu(margin - d).pow(2)
     return _reduce(loss, reduction)
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
-                 margin: float = 1.0, reduction: str = "mean") -> torch.Tensor:
-    """Triplet loss (Schroff, Kalenichenko & Philbin 2015, FaceNet), squared distances::
+                 margin: Margin = 1.0, reduction: str = "mean", squared: bool = True) -> torch.Tensor:
+    """Triplet loss (Schroff, Kalenichenko & Philbin 2015, FaceNet)::
 
-        L = max(0, ‖a − p‖² − ‖a − n‖² + m)
+        L = max(0, d(a, p) − d(a, n) + m)       with d = ‖·‖²  (squared=True, FaceNet)
+        L = softplus(d(a, p) − d(a, n))         margin="soft" (Hermans, Beyer & Leibe 2017)
 
     The anchor should be closer to the positive (same class) than to the negative (other class)
-    by at least the margin ``m``; triplets that already are cost nothing.
+    by at least the margin ``m``; triplets that already are cost nothing. The soft margin never
+    reaches zero: it keeps pulling, ever more gently, instead of stopping at a fixed gap.
 
     Args:
         anchor, positive, negative: ``(B, D)`` embeddings.
-        margin: ``m ≥ 0`` (FaceNet: 0.2 on L2-normalised embeddings; MNIST demos: 1.0 on raw ones).
+        margin: ``m ≥ 0`` (FaceNet: 0.2 on L2-normalised embeddings; MNIST demos: 1.0 on raw ones),
+            or ``"soft"``.
         reduction: ``'mean'`` (default), ``'sum'`` or ``'none'`` (per-triplet ``(B,)``).
+        squared: squared Euclidean distances (default) or plain ones (``sqrt(‖·‖² + eps)``).
     """
-    _check_common(margin, reduction)
+    _check_common(margin, reduction, soft_ok=True)
     _check_embeddings(anchor=anchor, positive=positive, negative=negative)
-    d_ap = (anchor - positive).pow(2).sum(1)
-    d_an = (anchor - negative).pow(2).sum(1)
-    return _reduce(torch.relu(d_ap - d_an + margin), reduction)
+    dist = squared_euclidean if squared else euclidean
+    gap = dist(anchor, positive) - dist(anchor, negative)
+    loss = F.softplus(gap) if margin == "soft" else torch.relu(gap + margin)
+    return _reduce(loss, reduction)
 
 
 class ContrastiveLoss(nn.Module):
@@ -113,13 +119,41 @@ class ContrastiveLoss(nn.Module):
 class TripletLoss(nn.Module):
     """:func:`triplet_loss` as a module: ``TripletLoss(margin)(anchor, positive, negative)``."""
 
-    def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(self, margin: Margin = 1.0, reduction: str = "mean", squared: bool = True) -> None:
         super().__init__()
-        _check_common(margin, reduction)
-        self.margin, self.reduction = margin, reduction
+        _check_common(margin, reduction, soft_ok=True)
+        self.margin, self.reduction, self.squared = margin, reduction, squared
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-        return triplet_loss(anchor, positive, negative, self.margin, self.reduction)
+        return triplet_loss(anchor, positive, negative, self.margin, self.reduction, self.squared)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, reduction={self.reduction!r}"
+        return f"margin={self.margin!r}, reduction={self.reduction!r}, squared={self.squared}"
+
+
+def prototypical_loss(support: torch.Tensor, query: torch.Tensor,
+                      reduction: str = "mean") -> torch.Tensor:
+    """Prototypical-network loss (Snell, Swersky & Zemel 2017) for one episode::
+
+        c_n = mean_k support[n, k]                      (the class prototypes)
+        logits[q, n] = −‖query[q] − c_n‖²
+        L = cross_entropy(logits, true class of q)
+
+    Args:
+        support: ``(N, K, D)``: K support embeddings of each of the N classes.
+        query: ``(N, Q, D)``: Q query embeddings of each class, in the same class order.
+        reduction: ``'mean'`` (default), ``'sum'`` or ``'none'`` (per-query ``(N·Q,)``).
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if support.ndim != 3 or query.ndim != 3 or support.shape[0] != query.shape[0] \
+            or support.shape[2] != query.shape[2]:
+        raise ValueError(f"support (N, K, D) and query (N, Q, D) must agree in N and D, got "
+                         f"{tuple(support.shape)} and {tuple(query.shape)}")
+    check_embeddings(support.flatten(0, 1), "support")
+    check_embeddings(query.flatten(0, 1), "query")
+    n_way, n_query = query.shape[:2]
+    prototypes = support.mean(1)  # (N, D)
+    q = query.flatten(0, 1)  # (N·Q, D)
+    logits = -(q[:, None, :] - prototypes[None, :, :]).pow(2).sum(2)  # (N·Q, N)
+    target = torch.arange(n_way, device=q.device).repeat_interleave(n_query)
+    return F.cross_entropy(logits, target, reduction=reduction)

@@ -4,14 +4,23 @@
 * :class:`SiameseNet`: two inputs through the *same* embedding net (shared weights).
 * :class:`TripletNet`: three inputs through the same embedding net.
 * :class:`ClassificationNet`: the embedding net plus a linear classifier (the softmax baseline).
+* :class:`HeadNet`: the embedding net plus a margin head (:mod:`fewshot.margins`), one module, so
+  the optimiser sees the head's class weights too.
 
 All of them have ``get_embedding(x)``: after training, that is the only part we keep.
+:func:`embed` runs it over many images in batches.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from .checks import check_finite, check_int, check_tensor
+
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -90,8 +99,65 @@ class ClassificationNet(nn.Module):
         self.nonlinear = nn.PReLU()
         self.classifier = nn.Linear(embedding_net.embed_dim, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 1, 28, 28) → logits (B, n_classes)``; ``labels`` is ignored (same call as :class:`HeadNet`)."""
         return self.classifier(self.nonlinear(self.embedding_net(x)))
 
     def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding_net(x)
+
+
+class HeadNet(nn.Module):
+    """The embedding net plus a margin head: ``forward(x, labels=None) → logits (B, n_classes)``.
+
+    ``head(embeddings, labels)`` applies its margin to each row's target class when ``labels`` is
+    given (training) and returns plain scaled-cosine logits without (prediction). Wrapping both in
+    one module is what puts the head's class weights into ``model.parameters()``, so the optimiser
+    trains them: a known pitfall when the head is kept outside.
+    """
+
+    def __init__(self, embedding_net: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.embedding_net = embedding_net
+        self.head = head
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embedding_net(x), labels)
+
+    def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding_net(x)
+
+
+@torch.no_grad()
+def embed(model: nn.Module | EmbedFn, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Embeddings of ``images`` in batches, on the model's device, returned on the CPU: ``(N, D)``.
+
+    Args:
+        model: a module with ``get_embedding`` (put in eval mode), or any function
+            ``(B, ...) → (B, D)``, e.g. ``lambda x: x.flatten(1)`` for raw pixels.
+        images: ``(N, ...)``.
+
+    Raises:
+        ValueError: if the embedding has the wrong number of rows or holds NaN/inf.
+    """
+    check_tensor(images, "images")
+    batch_size = check_int(batch_size, "batch_size")
+    device = torch.device("cpu")
+    if isinstance(model, nn.Module):
+        model.eval()
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else device
+        fn: EmbedFn = model.get_embedding
+    else:
+        fn = model
+    out = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        e = fn(chunk.to(device))
+        if not isinstance(e, torch.Tensor) or len(e) != len(chunk):
+            rows = len(e) if isinstance(e, torch.Tensor) else type(e).__name__
+            raise ValueError(f"the embedding returned {rows} rows for {len(chunk)} images")
+        out.append(e.float().cpu().reshape(len(chunk), -1))
+    if not out:
+        raise ValueError("no images to embed")
+    return check_finite(torch.cat(out), "embeddings")

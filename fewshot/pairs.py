@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import DEFAULT_SEED
-from .data import check_images_labels
+from .checks import check_images_labels, check_int, check_labels
 
 
 class _ClassIndex:
@@ -44,10 +44,7 @@ class _ClassIndex:
 
 
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} {tuple(labels.shape)}")
-    return labels
+    return check_labels(torch.as_tensor(labels))
 
 
 def sample_pairs(labels: torch.Tensor, n_pairs: int, seed: int = DEFAULT_SEED
@@ -62,8 +59,7 @@ def sample_pairs(labels: torch.Tensor, n_pairs: int, seed: int = DEFAULT_SEED
         1 for same class, 0 for different.
     """
     labels = _check_labels(labels)
-    if not isinstance(n_pairs, int) or n_pairs < 2:
-        raise ValueError(f"n_pairs={n_pairs!r}: expected an integer ≥ 2")
+    check_int(n_pairs, "n_pairs", 2)
     ix = _ClassIndex(labels)
     if len(ix.classes) < 2:
         raise ValueError(f"pairs need at least 2 classes, got {ix.classes.tolist()}")
@@ -98,45 +94,13 @@ def sample_triplets(labels: torch.Tensor, n_triplets: int, seed: int = DEFAULT_S
         ``anchor (T,)``, ``positive (T,)``, ``negative (T,)`` indices into ``labels``.
     """
     labels = _check_labels(labels)
-    if not isinstance(n_triplets, int) or n_triplets < 1:
-        raise ValueError(f"n_triplets={n_triplets!r}: expected an integer ≥ 1")
+    check_int(n_triplets, "n_triplets", 1)
     first, second, _ = sample_pairs(labels, 2 * n_triplets, seed)
     anchor, positive = first[:n_triplets], second[:n_triplets]
     ix = _ClassIndex(labels)
     g = torch.Generator().manual_seed(seed + 1)
     negative = ix.random_member(ix.other_class(ix.class_of[anchor], g), g)
     return anchor, positive, negative
-
-
-def batch_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every unordered pair inside a batch: ``B·(B−1)/2`` pairs from ``B`` labelled items.
-
-    Because a Siamese net's two branches share their weights, a batch can be embedded once and
-    every pair in it compared: many pairs for the price of ``B`` forward passes.
-
-    Returns:
-        ``first, second`` ``(P,)`` indices into the batch (``first < second``) and ``target (P,)``
-        float, 1 for same class, 0 for different.
-    """
-    labels = torch.as_tensor(labels)
-    first, second = torch.triu_indices(len(labels), len(labels), 1, device=labels.device)
-    return first, second, (labels[first] == labels[second]).float()
-
-
-def batch_triplets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every valid (anchor, positive, negative) triplet inside a batch ("batch all").
-
-    Anchor and positive are different items of one class; the negative is any item of another class.
-
-    Returns:
-        ``anchor, positive, negative`` ``(T,)`` indices into the batch (empty if no class has two items).
-    """
-    labels = torch.as_tensor(labels)
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    anchor, positive = torch.nonzero(same & ~eye, as_tuple=True)
-    which, negative = torch.nonzero(~same[anchor], as_tuple=True)
-    return anchor[which], positive[which], negative
 
 
 class PairDataset(Dataset):
@@ -156,7 +120,7 @@ class PairDataset(Dataset):
                  seed: int = DEFAULT_SEED) -> None:
         check_images_labels(images, labels)
         self.images, self.labels = images, labels
-        self.n_pairs = n_pairs or len(labels)
+        self.n_pairs = len(labels) if n_pairs is None else check_int(n_pairs, "n_pairs", 2)
         self.resample(seed)
 
     def resample(self, seed: int) -> None:
@@ -185,7 +149,7 @@ class TripletDataset(Dataset):
                  seed: int = DEFAULT_SEED) -> None:
         check_images_labels(images, labels)
         self.images, self.labels = images, labels
-        self.n_triplets = n_triplets or len(labels)
+        self.n_triplets = len(labels) if n_triplets is None else check_int(n_triplets, "n_triplets", 1)
         self.resample(seed)
 
     def resample(self, seed: int) -> None:

@@ -1,44 +1,35 @@
-"""One training loop for every method in the book, and the book's recipes built on it.
+"""``fit``: the one training loop of the book, and the three kinds of step it runs.
 
-* :func:`fit` trains any model on a :class:`~fewshot.pairs.PairDataset` (Siamese),
-  :class:`~fewshot.pairs.TripletDataset` (triplet) or ``(images, labels)`` dataset (softmax), with
-  Adam, a progress bar, per-epoch validation, and a seeded batch order.
-* :func:`train_method` builds and trains one of the book's methods by name, sized by the run profile.
-  Trained models are cached on disk (keyed by method, settings, data and the package's source), so a
-  chapter that needs a model an earlier chapter trained loads it instead of training it again.
-  ``FEWSHOT_CACHE=0`` turns the cache off.
+A *step* turns one batch into one loss, ``step(model, images, labels) → loss``:
+
+* :func:`metric_step`: embed the batch **once**, let a miner (:mod:`fewshot.miners`) pick pairs or
+  triplets as indices into the batch, apply the loss: Siamese/contrastive and triplet training;
+* :func:`class_step`: logits and cross-entropy: the softmax baseline and the margin heads;
+* :func:`episode_step`: the batch is one N-way episode; prototypical-network loss.
+
+:func:`fit` runs any of them with Adam, a cosine learning-rate decay, a seeded batch order, a
+progress bar, per-epoch validation, and checks: a non-finite loss stops training with an error
+naming the epoch.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from .config import DEFAULT_SEED, Profile, get_device, get_profile, seed_everything
-from .data import check_images_labels
-from .losses import ContrastiveLoss, TripletLoss
-from .metrics import retrieval_metrics
-from .models import ClassificationNet, EmbeddingNet, SiameseNet, TripletNet
-from .pairs import PairDataset, TripletDataset, batch_pairs, batch_triplets
+from .checks import check_images_labels, check_int, check_number
+from .config import env_flag, generator, get_device
+from .losses import prototypical_loss
 
-METHODS = ("softmax", "siamese", "triplet", "softmax+triplet")
-SAMPLINGS = ("batch", "random")
-FINETUNE_LR_FACTOR = 0.1  # fine-tuning a pre-trained net: a tenth of the learning rate
-DEFAULT_MARGIN = {"siamese": 1.0, "triplet": 1.0, "softmax+triplet": 1.0}
-
-Step = Callable[[nn.Module, nn.Module, tuple], torch.Tensor]
+Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Miner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 Validate = Callable[[nn.Module], dict]
 
 
@@ -50,115 +41,126 @@ class History:
     loss: list[float] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    snapshots: list[dict] = field(default_factory=list, repr=False, compare=False)  # weights by epoch
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "metrics": self.metrics, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls(loss=list(d["loss"]), metrics={k: list(v) for k, v in d["metrics"].items()},
+        return cls(loss=[float(v) for v in d["loss"]],
+                   metrics={k: [float(x) for x in v] for k, v in d["metrics"].items()},
                    seconds=float(d["seconds"]))
 
 
-def pair_step(model: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
-    """Siamese: ``batch = (x1, x2, target)`` → ``loss_fn(*model(x1, x2), target)``."""
-    x1, x2, target = batch
-    return loss_fn(*model(x1, x2), target)
+def metric_step(loss_fn: Callable[..., torch.Tensor], miner: Miner) -> Step:
+    """Embed the batch once, mine, apply the loss.
+
+    The miner returns ``(first, second, target)`` for pairs (``target`` float: 1 = same class) or
+    ``(anchor, positive, negative)`` indices for triplets; the loss is called as
+    ``loss_fn(emb[first], emb[second], target)`` or ``loss_fn(emb[a], emb[p], emb[n])``.
+    """
+    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        emb = model.get_embedding(images)  # (B, D)
+        i, j, third = miner(emb, labels)
+        if len(i) == 0:  # nothing to learn from in this batch: a zero that still has a graph
+            return emb.sum() * 0.0
+        if third.is_floating_point():  # pairs: (first, second, target)
+            return loss_fn(emb[i], emb[j], third)
+        return loss_fn(emb[i], emb[j], emb[third])
+
+    return step
 
 
-def triplet_step(model: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
-    """Triplet: ``batch = (anchor, positive, negative)`` → ``loss_fn(*model(a, p, n))``."""
-    return loss_fn(*model(*batch))
+def class_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Classification: ``cross_entropy(model(images, labels), labels)``; labels are 0..C-1.
+
+    Passing the labels lets a margin head (:class:`~fewshot.models.HeadNet`) apply its margin to
+    each row's target class; a plain classifier ignores them.
+    """
+    return F.cross_entropy(model(images, labels), labels)
 
 
-def class_step(model: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
-    """Classification: ``batch = (images, labels)`` → ``loss_fn(model(images), labels)``."""
-    images, labels = batch
-    return loss_fn(model(images), labels)
+def episode_step(k_shot: int) -> Step:
+    """Prototypical networks: the batch is one episode, ``N·(K+Q)`` images laid out class by class
+    (each class's K support images, then its Q queries: :class:`~fewshot.episodes.EpisodeBatches`)."""
+    check_int(k_shot, "k_shot")
+
+    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        n_way = int(labels.unique().numel())
+        emb = model.get_embedding(images).view(n_way, len(labels) // n_way, -1)  # (N, K+Q, D)
+        return prototypical_loss(emb[:, :k_shot], emb[:, k_shot:])
+
+    return step
 
 
-def batch_pair_step(model: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
-    """Siamese, in-batch: ``batch = (images, labels)``; embed once, compare every pair in the batch."""
-    images, labels = batch
-    emb = model.get_embedding(images)
-    first, second, target = batch_pairs(labels)
-    return loss_fn(emb[first], emb[second], target)
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def batch_triplet_step(model: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
-    """Triplet, in-batch ("batch all"): ``batch = (images, labels)``; every valid triplet in the batch."""
-    images, labels = batch
-    emb = model.get_embedding(images)
-    anchor, positive, negative = batch_triplets(labels)
-    if len(anchor) == 0:  # no class has two images in this batch: nothing to learn from
-        return emb.sum() * 0.0
-    return loss_fn(emb[anchor], emb[positive], emb[negative])
+def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+        batch_size: int, lr: float, batch_sampler: Iterable[list[int]] | None = None,
+        optimizer: torch.optim.Optimizer | None = None, validate: Validate | None = None,
+        on_epoch: Callable[[int, nn.Module], None] | None = None,
+        device: torch.device | None = None, seed: int = 0, desc: str = "training",
+        progress: bool | None = None) -> History:
+    """Train ``model`` on ``(images, labels)`` with ``step``; return a :class:`History`.
 
-
-def default_step(dataset: Dataset) -> Step:
-    """The step that fits ``dataset``'s items: pairs, triplets, or (image, label)."""
-    if isinstance(dataset, PairDataset):
-        return pair_step
-    if isinstance(dataset, TripletDataset):
-        return triplet_step
-    return class_step
-
-
-def fit(model: nn.Module, loss_fn: nn.Module, dataset: Dataset, *, epochs: int | None = None,
-        batch_size: int | None = None, lr: float | None = None,
-        optimizer: torch.optim.Optimizer | None = None, step: Step | None = None,
-        validate: Validate | None = None, device: torch.device | None = None,
-        seed: int = DEFAULT_SEED, desc: str = "training", progress: bool = True) -> History:
-    """Train ``model`` on ``dataset`` with ``loss_fn``; sizes default to the run profile.
-
-    Each epoch: datasets with a ``resample(seed)`` method draw fresh pairs/triplets, the items are
-    visited in a seeded random order in mini-batches, and ``validate(model)`` (if given) returns
-    numbers to record, e.g. ``{"precision_at_1": 0.93}``.
+    Each epoch visits the data in mini-batches (a seeded random order, or ``batch_sampler``'s
+    batches: P×K batches, episodes), runs ``step`` on each, and takes an Adam step. The learning rate
+    decays along a cosine to 0 over the run. After each epoch ``validate(model)`` (in eval mode,
+    without gradients) may return numbers to record, and ``on_epoch(epoch, model)`` may look at or
+    adjust the model (anneal a margin, record a frame).
 
     Args:
-        model: the network; moved to ``device``.
-        loss_fn: called by ``step`` on the model's outputs.
-        dataset: a PairDataset, TripletDataset, or any dataset whose items index with a tensor of
-            indices (``TensorDataset(images, labels)``).
-        epochs, batch_size, lr: default to ``Profile.epochs``, ``batch_size``, ``lr``.
+        model: the network; moved to ``device`` (default: the run's device).
+        step: ``step(model, images, labels) → loss`` (:func:`metric_step`, :func:`class_step`, …).
+        images, labels: ``(N, ...)`` finite images and ``(N,)`` integer labels.
+        epochs: ≥ 0. batch_size: ≥ 2 (a batch of one cannot train BatchNorm). lr: > 0.
+        batch_sampler: yields lists of indices per batch; its length is the batches per epoch.
         optimizer: default ``Adam(model.parameters(), lr)``.
-        step: ``step(model, loss_fn, batch) → loss``; default from the dataset type.
-        validate: called after every epoch, in eval mode, without gradients.
-        seed: seeds the batch order and the resampling.
+        seed: seeds the batch order.
+        progress: show a progress bar (default: unless ``FEWSHOT_PROGRESS=0``).
 
-    Returns:
-        A :class:`History`.
+    Raises:
+        ValueError: for bad arguments, NaN images, or a loss that stops being finite (naming the epoch).
     """
-    profile = get_profile()
-    epochs = profile.epochs if epochs is None else epochs
-    batch_size = batch_size or profile.batch_size
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs={epochs!r}: expected an integer ≥ 0")
-    if len(dataset) == 0:
+    check_images_labels(images, labels)
+    epochs = check_int(epochs, "epochs", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    check_number(lr, "lr", 0.0, strict=True)
+    if len(labels) == 0:
         raise ValueError("the dataset is empty")
+    if batch_size < 2 and _has_batchnorm(model) and batch_sampler is None:
+        raise ValueError(f"batch_size={batch_size}: a batch of one cannot train BatchNorm; use ≥ 2")
     device = device or get_device()
-    step = step or default_step(dataset)
+    progress = env_flag("FEWSHOT_PROGRESS", True) if progress is None else progress
     model.to(device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr or profile.lr)
-    g = torch.Generator().manual_seed(seed)
-    n = len(dataset)
-    steps = max(1, epochs * (n // batch_size + int(n % batch_size >= 2)))  # batches that train
-    # cosine decay of the learning rate to 0 over the run: fast early, fine-grained at the end
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    g = generator(seed)
+
+    def batches() -> Iterable:
+        if batch_sampler is not None:
+            return (torch.as_tensor(b) for b in batch_sampler)
+        return (b for b in torch.randperm(len(labels), generator=g).split(batch_size) if len(b) >= 2)
+
+    n = len(labels)
+    per_epoch = len(batch_sampler) if batch_sampler is not None else n // batch_size + int(n % batch_size >= 2)
+    total_steps = max(1, epochs * per_epoch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # cosine decay to 0: fast early, fine at the end
+        optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total_steps) / total_steps)))
     history = History()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, unit="epoch")
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, unit="epoch", leave=False)
     for epoch in bar:
         start = time.perf_counter()
-        if hasattr(dataset, "resample"):
-            dataset.resample(seed + 1000 * (epoch + 1))
         model.train()
         total, count = 0.0, 0
-        for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
-            if len(idx) < 2:  # BatchNorm cannot train on a batch of one
-                continue
-            batch = tuple(t.to(device, non_blocking=True) for t in dataset[idx])
-            loss = step(model, loss_fn, batch)
+        for idx in batches():
+            x, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
+            loss = step(model, x, y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"the training loss became {loss.item()} in epoch {epoch + 1} "
+                                 f"({desc}); lower the learning rate or check the inputs")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -174,160 +176,8 @@ def fit(model: nn.Module, loss_fn: nn.Module, dataset: Dataset, *, epochs: int |
                 for name, value in validate(model).items():
                     history.metrics.setdefault(name, []).append(float(value))
                     postfix[name] = f"{value:.3f}"
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         bar.set_postfix(postfix)
     model.eval()
     return history
-
-
-@torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``model.get_embedding`` on ``images`` in batches, in eval mode: CPU ``(N, D)``."""
-    from .episodes import embed_all
-
-    return embed_all(model.get_embedding, images, batch_size)
-
-
-def precision_validator(images: torch.Tensor, labels: torch.Tensor) -> Validate:
-    """A ``validate`` for :func:`fit`: precision@1 of ``images`` against each other (leave-one-out)."""
-    check_images_labels(images, labels)
-
-    def validate(model: nn.Module) -> dict:
-        emb = embed(model, images)
-        return {"val_precision_at_1": retrieval_metrics(emb, labels, emb, labels, same_set=True)["precision_at_1"]}
-
-    return validate
-
-
-# ----------------------------------------------------------------------------------------------
-# The book's recipes, by name, with a disk cache
-
-
-def build(method: str, embed_dim: int, n_classes: int, margin: float | None = None
-          ) -> tuple[nn.Module, nn.Module]:
-    """The model and loss for ``method``: ``softmax`` | ``siamese`` | ``triplet``."""
-    net = EmbeddingNet(embed_dim)
-    if method == "softmax":
-        return ClassificationNet(net, n_classes), nn.CrossEntropyLoss()
-    if method == "siamese":
-        return SiameseNet(net), ContrastiveLoss(DEFAULT_MARGIN["siamese"] if margin is None else margin)
-    if method in ("triplet", "softmax+triplet"):
-        return TripletNet(net), TripletLoss(DEFAULT_MARGIN["triplet"] if margin is None else margin)
-    raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
-
-
-def cache_dir() -> Path:
-    """Where trained models are cached: ``FEWSHOT_CACHE_DIR`` or ``~/.cache/fewshot/models``."""
-    default = Path.home() / ".cache" / "fewshot" / "models"
-    return Path(os.environ.get("FEWSHOT_CACHE_DIR", default))
-
-
-def _cache_enabled() -> bool:
-    return os.environ.get("FEWSHOT_CACHE", "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
-# the modules whose code decides what a training run produces; a change to any of them retrains
-TRAINING_MODULES = ("config.py", "data.py", "models.py", "losses.py", "pairs.py", "train.py")
-
-
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    for name in TRAINING_MODULES:
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _cache_key(spec: dict, *tensors: torch.Tensor) -> str:
-    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(_source_hash().encode())
-    return h.hexdigest()[:24]
-
-
-def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, embed_dim: int = 2,
-                 margin: float | None = None, sampling: str = "batch", epochs: int | None = None,
-                 profile: Profile | None = None,
-                 val: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = DEFAULT_SEED,
-                 cache: bool = True, progress: bool = True) -> tuple[nn.Module, History]:
-    """Build and train one of the book's methods on ``(images, labels)``.
-
-    Methods:
-        ``softmax``: the embedding net plus a linear classifier, cross-entropy.
-        ``siamese``: a Siamese net, contrastive loss.
-        ``triplet``: a triplet net, triplet loss.
-        ``softmax+triplet``: the tutorial's advice: take the ``softmax`` model, then fine-tune its
-        embedding net with triplet loss for half the epochs, at a tenth of the learning rate.
-
-    Args:
-        images, labels: training data; labels may be any integers (mapped to 0..C-1 for softmax).
-        embed_dim: embedding size. margin: for contrastive/triplet losses (default 1.0).
-        sampling: where pairs and triplets come from (ignored for ``softmax``).
-            ``"batch"``: every pair / valid triplet inside each random mini-batch of images, the batch
-            embedded once. ``"random"``: fresh random pairs / triplets each epoch
-            (:class:`~fewshot.pairs.PairDataset`, :class:`~fewshot.pairs.TripletDataset`), N/2 pairs
-            or N/3 triplets for N images, so that an epoch costs the same N forward passes.
-        epochs: default ``profile.epochs``. profile: default the run's profile.
-        val: ``(images, labels)`` for per-epoch validation precision@1.
-        cache: load a cached result if this exact training was done before, else save it.
-
-    Returns:
-        ``(model, history)``; the model is in eval mode and has ``get_embedding``.
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}: expected one of {SAMPLINGS}")
-    if method == "softmax":
-        sampling = "batch"  # irrelevant: keep one cache entry
-    check_images_labels(images, labels)
-    profile = profile or get_profile()
-    epochs = profile.epochs if epochs is None else epochs
-    classes, targets = labels.unique(return_inverse=True)
-    spec = {"method": method, "embed_dim": embed_dim, "margin": margin, "sampling": sampling,
-            "epochs": epochs,
-            "batch_size": profile.batch_size, "lr": profile.lr, "seed": seed,
-            "val": val is not None}
-    use_cache = cache and _cache_enabled()
-    key = _cache_key(spec, images, labels, *(val or ()))  # val: the cached history holds its scores
-    name = f"{method.replace('+', '_')}-{sampling}-{embed_dim}d-{key}.pt"
-    path = cache_dir() / name
-    if method == "softmax+triplet":
-        base, _ = train_method("softmax", images, labels, embed_dim=embed_dim, epochs=epochs,
-                               profile=profile, val=val, seed=seed, cache=cache, progress=progress)
-        model, loss_fn = build("triplet", embed_dim, len(classes), margin)
-        model.embedding_net = copy.deepcopy(base.embedding_net)
-        epochs = max(1, epochs // 2)
-        lr = profile.lr * FINETUNE_LR_FACTOR
-    else:
-        seed_everything(seed)
-        model, loss_fn = build(method, embed_dim, len(classes), margin)
-        lr = profile.lr
-    if use_cache and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        model.to(get_device()).eval()
-        if progress:
-            print(f"{method} ({embed_dim}-D): loaded from the cache ({path.name}); "
-                  f"it trained in {saved['history']['seconds']:.0f} s")
-        return model, History.from_dict(saved["history"])
-    step: Step | None = None
-    if method == "softmax":
-        dataset: Dataset = TensorDataset(images, targets)
-    elif sampling == "batch":
-        dataset = TensorDataset(images, labels)
-        step = batch_pair_step if method == "siamese" else batch_triplet_step
-    elif method == "siamese":  # N/2 pairs: N images through the network per epoch, like "batch"
-        dataset = PairDataset(images, labels, n_pairs=max(2, len(labels) // 2), seed=seed)
-    else:  # N/3 triplets: N images per epoch
-        dataset = TripletDataset(images, labels, n_triplets=max(1, len(labels) // 3), seed=seed)
-    validate = precision_validator(*val) if val is not None else None
-    history = fit(model, loss_fn, dataset, epochs=epochs, batch_size=profile.batch_size, lr=lr,
-                  step=step, validate=validate, seed=seed, desc=f"{method} {embed_dim}-D",
-                  progress=progress)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        state = {k: v.cpu() for k, v in model.state_dict().items()}
-        torch.save({"state_dict": state, "history": history.to_dict(), "spec": spec}, tmp)
-        os.replace(tmp, path)  # atomic: notebooks running side by side never read half a file
-    return model, history

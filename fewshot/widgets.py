@@ -25,23 +25,27 @@ from matplotlib.figure import Figure
 HAS_STACK = hasattr(widgets, "Stack")  # ipywidgets ≥ 8
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
+def figure_png(fig: Figure, dpi: int = 80, tight: bool = True) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it.
+
+    ``tight=True`` crops the white border (the size then depends on what is drawn);
+    ``tight=False`` keeps the figure's own size, so equal ``figsize`` gives equal pixels."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return buf.getvalue()
 
 
-def _render(render: Callable[..., Figure], kwargs: dict[str, Any], dpi: int) -> widgets.Image:
+def _render(render: Callable[..., Figure], kwargs: dict[str, Any], dpi: int,
+            tight: bool = True) -> widgets.Image:
     fig = render(**kwargs)
     if not isinstance(fig, Figure):
         raise TypeError(f"render(**{kwargs}) must return a matplotlib Figure, got {type(fig).__name__}")
-    return widgets.Image(value=figure_png(fig, dpi), format="png")
+    return widgets.Image(value=figure_png(fig, dpi, tight), format="png")
 
 
 def slider_frames(render: Callable[..., Figure], sliders: dict[str, Sequence[Any]], dpi: int = 80,
-                  ) -> widgets.Widget:
+                  tight: bool = True) -> widgets.Widget:
     """One or two sliders over pre-rendered frames: ``render(**values) → Figure`` for every combination.
 
     Args:
@@ -49,6 +53,8 @@ def slider_frames(render: Callable[..., Figure], sliders: dict[str, Sequence[Any
             named like the sliders.
         sliders: ``{"name": [value, …]}``, one or two entries, each with at least one value.
         dpi: resolution of the frames.
+        tight: crop each frame's white border. Pass ``False`` (with a fixed ``figsize`` in
+            ``render``) when frames differ in what they draw, so every frame has the same size.
 
     Returns:
         A widget: the sliders above the image. In the static book the browser switches frames.
@@ -63,9 +69,11 @@ def slider_frames(render: Callable[..., Figure], sliders: dict[str, Sequence[Any
             raise ValueError(f"slider {name!r} has no values")
     names = list(sliders)
     controls = {n: widgets.SelectionSlider(options=[(str(v), i) for i, v in enumerate(sliders[n])],
-                                           value=0, description=n, continuous_update=True)
+                                           value=0, description=n, continuous_update=True,
+                                           style={"description_width": "initial"},
+                                           layout=widgets.Layout(width="420px"))
                 for n in names}
-    frames = {combo: _render(render, {n: sliders[n][i] for n, i in zip(names, combo)}, dpi)
+    frames = {combo: _render(render, {n: sliders[n][i] for n, i in zip(names, combo)}, dpi, tight)
               for combo in itertools.product(*(range(len(sliders[n])) for n in names))}
     if HAS_STACK:
         if len(names) == 1:

@@ -1,27 +1,32 @@
 #!/usr/bin/env python3
-"""Check, in a real headless browser, that the slider widgets of a built book work without a kernel.
+"""Check, in a real headless browser and with no network, that every page of a built book renders.
 
 Usage:
     python tests/browser_check.py _build/html [--page book/01_why_few_shot.html ...] [--shots DIR] [-v]
 
-Serves the built HTML folder on 127.0.0.1 (a free port), opens every page that embeds ipywidgets
-(or only the pages given with --page) in headless Chromium and, for every rendered widget:
+Serves the built HTML folder on 127.0.0.1 (a free port) and opens every page named in ``_toc.yml`` (or
+only the pages given with --page) in headless Chromium at 1280 px. Requests to any other host are
+refused, as on a machine without internet access, so the page must render from the book alone. Per page:
 
-* checks it is rendered exactly once (one ``div.widget-subarea`` per widget-view script) and shows an
-  image;
-* for every slider in it: focuses the slider handle, presses ArrowRight and checks that the slider's
-  readout and the displayed image (its ``src`` and the pixels of an element screenshot) change.
+* maths: MathJax (served by the book, ``_static/mathjax/``) started, turned every formula
+  (``.math``) into an ``mjx-container`` and reported no TeX error (``mjx-merror``), and no raw TeX
+  delimiter (``\(``, ``\)``, ``\[``, ``\]``, ``$$``, ``\begin{``) is left in the text outside
+  code blocks;
+* images: every ``<img>`` loaded (natural width > 0);
+* requests: none failed (network error, refused host or HTTP >= 400) except those on ``ALLOWED_FAILURES``
+  below;
+* widgets (pages that embed ipywidgets): each is rendered exactly once (one ``div.widget-subarea`` per
+  widget-view script) and shows an image; for every slider in it, focuses the slider handle, presses
+  ArrowRight and checks that the slider's readout and the displayed image (its ``src`` and the pixels
+  of an element screenshot) change; require.js / embed-amd.js are each loaded once, and no JavaScript
+  error mentions widgets.
 
-It also fails when the page loads a widget script more than once, when a request to the local server
-fails or returns an HTTP error (e.g. a missing vendored file), when require.js / embed-amd.js fails to load
-from anywhere (e.g. an unreachable CDN), or when a page raises a JavaScript error that mentions widgets. Requests to other hosts (MathJax from a CDN, ...) and the Font Awesome 5 fonts that
-the widget CSS asks for at <page dir>/@jupyter-widgets/... (missing, also with the CDN scripts; unused by
-sliders) are only reported with -v.
-
-Prints one line per checked widget and exits non-zero on failure.
+Prints one line per checked thing (per page: maths, images, requests; one per widget) and exits non-zero
+on failure; -v also lists console messages and every request.
 
 Needs the ``playwright`` Python package and a Chromium binary: by default Debian's /usr/bin/chromium
-(``apt-get install chromium``; set $CHROMIUM to use another). ``playwright install`` is not needed.
+(``apt-get install chromium``; set $CHROMIUM to use another, e.g. Google Chrome). ``playwright install``
+is not needed.
 """
 
 from __future__ import annotations
@@ -38,12 +43,69 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import yaml
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+ROOT = Path(__file__).resolve().parents[1]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_SCRIPTS = re.compile(r"(require(\.min)?\.js|embed-amd\.js)(\?|$)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+# Failed requests that do not fail the check: (regular expression on the URL, why it is harmless).
+# Keep this list short; every entry is something a reader's browser also fails to load.
+ALLOWED_FAILURES: list[tuple[str, str]] = []
+
+# Raw TeX left in the rendered text means MathJax did not typeset it (not loaded, or the HTML split it).
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{")
+
+# Text nodes of the page body outside code, scripts and MathJax's own output, with raw TeX in them.
+RAW_TEX_JS = r"""re => {
+    const skip = 'pre, code, kbd, samp, script, style, textarea, mjx-container, .highlight';
+    const root = document.querySelector('main') || document.body;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const pattern = new RegExp(re), hits = [];
+    while (walker.nextNode()) {
+        const node = walker.currentNode, el = node.parentElement;
+        if (!el || el.closest(skip)) continue;
+        const m = pattern.exec(node.textContent);
+        if (m) {
+            const text = node.textContent.replace(/\s+/g, ' ');
+            const i = Math.max(0, text.indexOf(m[0]) - 30);
+            hits.push(text.slice(i, i + 80));
+        }
+    }
+    return hits;
+}"""
+
+MATHJAX_JS = """async () => {
+    if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return null;
+    await MathJax.startup.promise;
+    return MathJax.version;
+}"""
+
+MATH_STATE_JS = """() => {
+    const formulas = [...document.querySelectorAll('.math')];
+    return {
+        formulas: formulas.length,
+        untypeset: formulas.filter(e => !e.querySelector('mjx-container'))
+                           .map(e => e.textContent.trim().slice(0, 80)),
+        containers: document.querySelectorAll('mjx-container').length,
+        errors: [...document.querySelectorAll('mjx-merror')]
+                    .map(e => e.getAttribute('data-mjx-error') || e.textContent.slice(0, 80)),
+    };
+}"""
+
+# Every <img>, made eager and decoded (or failed): (src, natural width).
+IMAGES_JS = """async () => {
+    const imgs = [...document.images];
+    imgs.forEach(i => { i.loading = 'eager'; });
+    const settle = i => Promise.race([i.decode().catch(() => null),
+                                      new Promise(r => setTimeout(r, 20000))]);
+    await Promise.all(imgs.map(settle));
+    return imgs.map(i => [i.currentSrc || i.src || '(no src)', i.naturalWidth]);
+}"""
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -58,9 +120,24 @@ def serve(directory: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def widget_pages(html_dir: Path) -> list[str]:
-    return sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
-                  if "_static" not in p.parts and WIDGET_VIEW in p.read_text(encoding="utf-8", errors="replace"))
+def toc_pages(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
+    """Every page of the book, in _toc.yml order, as paths relative to the HTML folder."""
+    toc = yaml.safe_load(toc_file.read_text())
+    files = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []) + entry.get("chapters", []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []) + toc.get("sections", []))
+    return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files]
+
+
+def allowed(url: str) -> str | None:
+    """The reason a failed request to ``url`` is allowed, or None."""
+    return next((why for pattern, why in ALLOWED_FAILURES if re.search(pattern, url)), None)
 
 
 def visible_image(widget):
@@ -80,20 +157,90 @@ def image_state(widget) -> tuple[str, str] | None:
 
 
 def check_page(page, base: str, rel: str, shots: Path | None, verbose: bool) -> list[str]:
-    """Check one page; return the failures (and print one line per widget)."""
+    """Check one page; return the failures (and print one line per checked thing)."""
     failures: list[str] = []
     console_errors: list[str] = []
-    failed_requests: list[str] = []
+    failed_requests: list[tuple[str, str, str]] = []
     requests: list[str] = []
+    page.set_default_timeout(60_000)
     page.on("console", lambda m: console_errors.append(f"console.{m.type}: {m.text}")
             if m.type == "error" else None)
     page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
     page.on("request", lambda r: requests.append(r.url))
-    page.on("requestfailed", lambda r: failed_requests.append((r.url, r.resource_type, r.failure)))
+    page.on("requestfailed", lambda r: failed_requests.append((r.url, r.resource_type, r.failure or "failed")))
     page.on("response", lambda r: failed_requests.append((r.url, r.request.resource_type, f"HTTP {r.status}"))
             if r.status >= 400 else None)
 
-    page.goto(f"{base}/{rel}", wait_until="domcontentloaded")
+    def report(ok: bool, what: str, problems: list[str]) -> None:
+        print(f"{'ok  ' if ok else 'FAIL'} {rel}: {what}")
+        failures.extend(f"{rel}: {p}" for p in problems)
+
+    page.goto(f"{base}/{rel}", wait_until="load")
+
+    # maths: MathJax typesets once it has loaded (startup.promise), then the text must hold no raw TeX
+    try:
+        version = page.evaluate(MATHJAX_JS)
+    except PlaywrightError as e:
+        version = None
+        console_errors.append(f"MathJax did not finish: {e}")
+    math = page.evaluate(MATH_STATE_JS)
+    raw = page.evaluate(RAW_TEX_JS, RAW_TEX.pattern)
+    problems = [f"raw TeX in the text: ...{h}..." for h in raw]
+    problems += [f"MathJax error: {e}" for e in math["errors"]]
+    if math["formulas"] and version is None:
+        problems.append(f"{math['formulas']} formulas but MathJax did not start (script missing or blocked?)")
+    elif math["untypeset"]:
+        problems += [f"formula not typeset: {f}" for f in math["untypeset"]]
+    if not math["formulas"] and not raw:
+        report(True, "maths: none on this page", [])
+    else:
+        report(not problems, f"maths: {math['formulas']} formulas, {math['containers']} typeset by MathJax "
+               f"{version or '(not started)'}, {len(math['errors'])} errors, {len(raw)} raw TeX", problems)
+        if verbose:
+            for p in problems:
+                print(f"  {rel}: {p}")
+
+    # images: every <img> loaded
+    images = page.evaluate(IMAGES_JS)
+    broken = [src for src, width in images if width == 0]
+    report(not broken, f"images: {len(images) - len(broken)}/{len(images)} loaded",
+           [f"image did not load: {src[:100]}" for src in broken])
+
+    if page.locator(f'script[type="{WIDGET_VIEW}"]').count():
+        failures += check_widgets(page, rel, shots)
+    try:  # fonts and components MathJax or the widgets fetch late
+        page.wait_for_load_state("networkidle", timeout=10_000)
+    except PlaywrightError:
+        pass
+
+    # requests: none failed, other hosts included (they are refused: the book must render offline)
+    local = urlparse(base).netloc
+    bad, excused = [], []
+    for url, kind, why in failed_requests:
+        reason = allowed(url)
+        (excused if reason else bad).append(f"{url} ({kind}, {why}){f': allowed, {reason}' if reason else ''}")
+        if kind == "script" and WIDGET_SCRIPTS.search(urlparse(url).path):
+            failures.append(f"{rel}: widget script failed to load: {url} ({why})")
+    n_other = sum(urlparse(r).netloc not in (local, "") and not r.startswith("data:") for r in requests)
+    report(not bad, f"requests: {len(requests)}, {len(bad)} failed, {len(excused)} allowed to fail, "
+           f"{n_other} to other hosts", [f"request failed: {b}" for b in bad])
+    for e in console_errors:
+        if re.search(r"widget|embed|require|jupyter|mathjax", e, re.I) and "thebe" not in e.lower():
+            failures.append(f"{rel}: {e}")
+    if verbose:
+        for e in console_errors:
+            print(f"  {rel}: {e[:300]}")
+        for b in bad + excused:
+            print(f"  {rel}: request failed: {b}")
+        for r in requests:
+            if not r.startswith("data:"):
+                print(f"  {rel}: requested {r if urlparse(r).netloc != local else urlparse(r).path}")
+    return failures
+
+
+def check_widgets(page, rel: str, shots: Path | None) -> list[str]:
+    """Check the widgets of a page; return the failures (and print one line per widget)."""
+    failures: list[str] = []
     n_views = page.locator(f'script[type="{WIDGET_VIEW}"]').count()
     # wait until every widget view is rendered and shows its image (or the timeout passes)
     deadline = time.monotonic() + 60
@@ -166,26 +313,6 @@ def check_page(page, base: str, rel: str, shots: Path | None, verbose: bool) -> 
         if not ok:
             failures.append(f"{label}: " + "; ".join(notes))
 
-    local = urlparse(base).netloc
-    for url, kind, why in failed_requests:
-        # Known and harmless: the widget CSS names Font Awesome 5 fonts relative to the *page*
-        # (<page dir>/@jupyter-widgets/...), from a CDN as well; no slider uses them.
-        known = kind == "font" and "/@jupyter-widgets/" in url
-        if urlparse(url).netloc == local and not known and why != "net::ERR_ABORTED":
-            failures.append(f"{rel}: local request failed: {url} ({why})")
-        elif kind == "script" and WIDGET_SCRIPTS.search(urlparse(url).path):
-            failures.append(f"{rel}: widget script failed to load: {url} ({why})")
-    for e in console_errors:
-        if re.search(r"widget|embed|require|jupyter", e, re.I) and "thebe" not in e.lower():
-            failures.append(f"{rel}: {e}")
-    if verbose:
-        for e in console_errors:
-            print(f"  {rel}: {e[:300]}")
-        for url, kind, why in failed_requests:
-            print(f"  {rel}: request failed: {url} ({kind}, {why})")
-        for r in requests:
-            if urlparse(r).netloc == local and not r.endswith(".html"):
-                print(f"  {rel}: loaded {urlparse(r).path}")
     return failures
 
 
@@ -193,21 +320,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("html_dir", type=Path, help="built HTML folder, e.g. _build/html")
     parser.add_argument("--page", action="append", help="page(s) to check, relative to html_dir "
-                        "(default: every page with a widget)")
+                        "(default: every page in _toc.yml)")
     parser.add_argument("--shots", type=Path, help="save widget screenshots before/after each key press here")
     parser.add_argument("-v", "--verbose", action="store_true", help="list console errors and requests")
     args = parser.parse_args()
 
     html_dir = args.html_dir.resolve()
-    pages = args.page or widget_pages(html_dir)
-    if not pages:
-        print(f"no page with widgets under {html_dir}")
-        return 1
+    pages = args.page or toc_pages()
+    failures: list[str] = []
+    for rel in [r for r in pages if not (html_dir / r).is_file()]:
+        print(f"FAIL {rel}: missing")
+        failures.append(f"{rel}: missing from {html_dir}")
+    pages = [r for r in pages if (html_dir / r).is_file()]
     if args.shots:
         args.shots.mkdir(parents=True, exist_ok=True)
     server = serve(html_dir)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    failures: list[str] = []
+    local = urlparse(base).netloc
+
+    def offline(route) -> None:  # as on a machine without internet access: only the book's server answers
+        if urlparse(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            route.abort("internetdisconnected")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
@@ -215,6 +350,7 @@ def main() -> int:
             try:
                 for rel in pages:
                     context = browser.new_context(viewport={"width": 1280, "height": 1600})
+                    context.route(re.compile(r"^https?://"), offline)
                     try:
                         failures += check_page(context.new_page(), base, rel, args.shots, args.verbose)
                     finally:
@@ -226,7 +362,7 @@ def main() -> int:
         server.server_close()
     for f in failures:
         print(f"FAILED: {f}")
-    print(f"{len(pages)} page(s): {'FAILED' if failures else 'all sliders work'}")
+    print(f"{len(pages)} page(s): {'FAILED' if failures else 'maths, images, requests and sliders all fine'}")
     return 1 if failures else 0
 
 

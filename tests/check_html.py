@@ -1,4 +1,5 @@
-"""Check the built book: every chapter page exists, has its figures, widget state and a Colab link.
+"""Check the built book: every chapter page exists, has its figures, widget state and a Colab link, and
+every page loads its scripts, styles and MathJax from the book itself (no CDN).
 
 Usage: ``python tests/check_html.py _build/html`` (run by ``.ci/run`` after ``jupyter-book build``).
 Exits non-zero, listing every problem, if a check fails.
@@ -51,6 +52,28 @@ def check(html_dir: Path) -> list[str]:
             problems.append(f"{page.name}: has sliders but no saved widget state (they would be dead)")
         print(f"{page.relative_to(html_dir)}: {len(images)} figures, {inline} inline images, "
               f"widget state: {'yes' if has_state else 'no'}")
+    problems += check_offline(html_dir)
+    return problems
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+def check_offline(html_dir: Path) -> list[str]:
+    """Every page takes its scripts and styles from the book; pages with maths use the vendored MathJax."""
+    problems = []
+    for name in toc_pages():
+        page = html_dir / f"{name}.html"
+        if not page.exists():
+            problems.append(f"{page} is missing")
+            continue
+        text = page.read_text()
+        for url in re.findall(r'<(?:script|link)[^>]+(?:src|href)="((?:https?:)?//[^"]+)"', text):
+            problems.append(f"{page.name}: loads {url} from another host (vendor it under _extra/)")
+        if 'class="math' in text and "_static/mathjax/tex-chtml.js" not in text:
+            problems.append(f"{page.name}: has maths but does not load _static/mathjax/tex-chtml.js")
     return problems
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: offline, fast settings; MNIST loaded once; a private model cache per test."""
+"""Shared fixtures: offline, fast settings; MNIST loaded once; a private model cache, a fresh training
+ledger, fresh cache warnings and the default run seed for every test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ os.environ.setdefault("FEWSHOT_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import fewshot.cache as cache  # noqa: E402
+import fewshot.config as config  # noqa: E402
+
 # One thread: on a small, shared CI machine two OpenMP threads competing with other jobs run the
 # tiny training tests many times slower (measured: 0.5 s vs 11 s for the same fit).
 torch.set_num_threads(1)
@@ -17,8 +21,15 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _private_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test ever reads or writes the user's model cache."""
+    """No test ever reads or writes the user's model cache or ledger, and each test starts from the
+    run seed 0 with no cache warning given yet (they are given once per process otherwise)."""
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+    monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
+    monkeypatch.delenv("FEWSHOT_LEDGER", raising=False)
+    monkeypatch.setenv("FEWSHOT_PROGRESS", "0")
+    monkeypatch.setattr(cache, "_WARNED", set())
+    monkeypatch.setattr(cache, "LEDGER", [])
+    monkeypatch.setattr(config, "_RUN_SEED", [config.DEFAULT_SEED])
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +49,14 @@ def small_train(mnist: dict) -> tuple[torch.Tensor, torch.Tensor]:
     idx = stratified_subset(labels, 200, seed=1)
     return images[idx], labels[idx]
 
+
+@pytest.fixture(scope="session")
+def tiny(small_train: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """64 real digits, 6–7 of each class in a shuffled order (any slice mixes the classes): a
+    one-epoch training takes a fraction of a second."""
+    from fewshot.data import stratified_subset
+
+    images, labels = small_train
+    idx = stratified_subset(labels, 64, seed=2)
+    idx = idx[torch.randperm(64, generator=torch.Generator().manual_seed(0))]
+    return images[idx], labels[idx]

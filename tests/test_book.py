@@ -72,6 +72,49 @@ def test_setup_and_no_hard_coded_sizes(path: Path) -> None:
     assert not re.search(r"\b(train_size|test_size|size)\s*=\s*\d{3,}", code), f"{path.name} hard-codes a data size"
 
 
+def code_cells(path: Path) -> list[str]:
+    return [source(c) for c in load(path)["cells"] if c["cell_type"] == "code"]
+
+
+def markdown(path: Path) -> str:
+    return "\n".join(source(c) for c in load(path)["cells"] if c["cell_type"] == "markdown")
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_template(path: Path) -> None:
+    """Every chapter: Colab cell, then the same setup call; the same data names; a widget,
+    exercises and a summary; code that fits the page column."""
+    code = code_cells(path)
+    assert len(code) >= 2, f"{path.name} has no setup cell"
+    assert re.search(r"^run = fewshot\.setup\(\)$", code[1], re.M), (
+        f"{path.name}: the first code cell after the Colab cell must call `run = fewshot.setup()`")
+    everything = "\n".join(code)
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert re.search(rf"\b{name}\b", everything), f"{path.name} does not name its data {name}"
+    assert "slider_frames(" in everything, f"{path.name} has no widget (fewshot.widgets.slider_frames)"
+    text = markdown(path)
+    assert re.search(r"^## Exercises", text, re.M), f"{path.name} has no Exercises section"
+    assert re.search(r"^## Summary", text, re.M), f"{path.name} has no Summary section"
+    long = [line for src in code[1:] for line in src.splitlines() if len(line) > 80]
+    assert not long, f"{path.name}: code lines over 80 characters: {long[:3]}"
+
+
+def test_links_and_mentions_only_to_chapters_in_the_toc() -> None:
+    listed = {f.split("/")[-1] for f in toc_files()}
+    n_chapters = sum(1 for f in toc_files() if re.match(r"book/\d\d_", f))
+    for path in NOTEBOOKS + sorted(BOOK.glob("*.md")):
+        text = path.read_text()
+        for target in re.findall(r"\{doc\}`(?:[^`<]*<)?([^`>]+)>?`", text):
+            assert target.split("/")[-1] in listed, f"{path.name} links to {target!r}, not in _toc.yml"
+        for number in re.findall(r"\b[Cc]hapters? (\d+)", text):
+            assert 1 <= int(number) <= n_chapters, f"{path.name} mentions chapter {number}"
+
+
 def test_toc_lists_every_notebook_and_nothing_missing() -> None:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]

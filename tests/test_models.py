@@ -1,14 +1,16 @@
-"""The embedding CNN and its wrappers: shapes, architecture, shared weights, bad inputs."""
+"""The embedding CNN and its wrappers: shapes, architecture, shared weights, bad inputs; ``embed``."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
 from torch import nn
 
-from fewshot.models import ClassificationNet, EmbeddingNet, SiameseNet, TripletNet
+from fewshot.margins import CosFace
+from fewshot.models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet, embed
 
 
 def images(b: int = 4, seed: int = 0) -> torch.Tensor:
@@ -70,7 +72,8 @@ def test_triplet_step_through_anchor_moves_positive_and_negative() -> None:
 
 
 @pytest.mark.parametrize("make", [
-    lambda net: net, SiameseNet, TripletNet, lambda net: ClassificationNet(net, 10)])
+    lambda net: net, SiameseNet, TripletNet, lambda net: ClassificationNet(net, 10),
+    lambda net: HeadNet(net, CosFace(net.embed_dim, 10, scale=16.0))])
 def test_get_embedding_matches_embedding_net(make) -> None:
     net = EmbeddingNet(5)
     model = make(net).eval()
@@ -95,3 +98,72 @@ def test_bad_embed_dim(bad) -> None:
 def test_bad_image_shape(shape: tuple) -> None:
     with pytest.raises(ValueError, match=re.escape(str(shape))):
         EmbeddingNet(2)(torch.zeros(shape))
+
+
+def test_classification_net_ignores_labels() -> None:
+    model = ClassificationNet(EmbeddingNet(2), 3).eval()
+    x = images(4)
+    torch.testing.assert_close(model(x, torch.tensor([0, 1, 2, 0])), model(x), rtol=0, atol=0)
+
+
+def test_head_net_trains_the_head_and_applies_the_margin() -> None:
+    net = EmbeddingNet(4)
+    head = CosFace(4, 3, scale=10.0, margin=0.35)
+    model = HeadNet(net, head).eval()
+    assert {id(p) for p in head.parameters()} <= {id(p) for p in model.parameters()}  # the optimiser sees it
+    x, y = images(5), torch.tensor([0, 1, 2, 0, 1])
+    plain, with_margin = model(x), model(x, y)
+    assert plain.shape == with_margin.shape == (5, 3)
+    torch.testing.assert_close(plain, head(net(x), None))
+    # CosFace subtracts s·m from each row's target logit only
+    expected = plain.clone()
+    expected[torch.arange(5), y] -= 10.0 * 0.35
+    torch.testing.assert_close(with_margin, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# embed: many images in batches
+
+def test_embed_in_batches_matches_one_pass() -> None:
+    model = ClassificationNet(EmbeddingNet(3))
+    model.train()
+    x = images(10, seed=4)
+    out = embed(model, x, batch_size=3)  # 4 batches: 3 + 3 + 3 + 1
+    assert not model.training  # eval mode: BatchNorm uses its running statistics
+    assert out.shape == (10, 3) and out.device.type == "cpu" and not out.requires_grad
+    torch.testing.assert_close(out, model.get_embedding(x).detach(), rtol=1e-5, atol=1e-5)
+    flat = embed(lambda b: b.flatten(1), x, batch_size=4)
+    assert torch.equal(flat, x.flatten(1))
+
+
+def test_embed_rejects_a_function_returning_the_wrong_number_of_rows() -> None:
+    with pytest.raises(ValueError, match="returned 3 rows for 4 images"):
+        embed(lambda b: b.flatten(1)[:3], images(4))
+    with pytest.raises(ValueError, match="returned 5 rows for 4 images"):
+        embed(lambda b: torch.cat([b.flatten(1), b.flatten(1)[:1]]), images(4))
+    with pytest.raises(ValueError, match="returned list rows"):
+        embed(lambda b: b.flatten(1).tolist(), images(4))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_embed_rejects_non_finite_embeddings(bad: float) -> None:
+    def broken(b: torch.Tensor) -> torch.Tensor:
+        out = b.flatten(1)[:, :2].clone()
+        out[0, 1] = bad
+        return out
+
+    with pytest.raises(ValueError, match="embeddings holds 1 NaN or infinite"):
+        embed(broken, images(4))
+    nan_images = images(4)
+    nan_images[2, 0, 10, 10] = math.nan
+    with pytest.raises(ValueError, match="embeddings holds"):  # a network passes NaN images through
+        embed(EmbeddingNet(2), nan_images)
+
+
+def test_embed_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="no images"):
+        embed(EmbeddingNet(2), torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        embed(EmbeddingNet(2), images(2), batch_size=0)
+    with pytest.raises(TypeError, match="images must be a torch.Tensor"):
+        embed(EmbeddingNet(2), [[0.0]])

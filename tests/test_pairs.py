@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
-from fewshot.pairs import (PairDataset, TripletDataset, batch_pairs, batch_triplets, count_pairs,
-                           count_triplets, sample_pairs, sample_triplets)
+from fewshot.miners import all_pairs, all_triplets
+from fewshot.pairs import (PairDataset, TripletDataset, count_pairs, count_triplets, sample_pairs,
+                           sample_triplets)
 
 # class 0 has a single image: it can never anchor a positive pair
 LABELS = torch.tensor([0] + [1] * 2 + [2] * 5 + [3] * 4)[torch.randperm(12, generator=torch.Generator().manual_seed(0))]
@@ -112,19 +114,20 @@ def test_counts_match_brute_force(sizes: list[int]) -> None:
     assert count_triplets(sizes) == trip
 
 
-def test_batch_pairs_and_triplets_enumerate_everything() -> None:
+def test_all_pairs_and_triplets_enumerate_everything() -> None:
+    """The in-batch enumeration (now :mod:`fewshot.miners`) agrees with the counts here."""
     labels = torch.tensor([2, 0, 2, 1, 0, 2])
-    first, second, target = batch_pairs(labels)
+    first, second, target = all_pairs(labels)
     pairs = list(zip(first.tolist(), second.tolist()))
     assert pairs == list(itertools.combinations(range(6), 2))  # every unordered pair once
     assert torch.equal(target, (labels[first] == labels[second]).float())
     assert (int(target.sum()), int((1 - target).sum())) == count_pairs([2, 1, 3])
-    a, p, n = batch_triplets(labels)
+    a, p, n = all_triplets(labels)
     got = set(zip(a.tolist(), p.tolist(), n.tolist()))
     expected = {(i, j, k) for i, j, k in itertools.product(range(6), repeat=3)
                 if i != j and labels[i] == labels[j] and labels[k] != labels[i]}
     assert got == expected and len(a) == count_triplets([2, 1, 3])
-    assert len(batch_triplets(torch.tensor([0, 1, 2]))[0]) == 0
+    assert len(all_triplets(torch.tensor([0, 1, 2]))[0]) == 0
 
 
 def test_counts_reject_negative_sizes() -> None:
@@ -134,10 +137,20 @@ def test_counts_reject_negative_sizes() -> None:
         count_triplets([3, -1])
 
 
-@pytest.mark.parametrize("n_pairs", [1, 0, 2.0])
+@pytest.mark.parametrize("n_pairs", [1, 0, -2, 2.0])
 def test_n_pairs_too_small(n_pairs) -> None:
     with pytest.raises(ValueError, match=f"n_pairs={n_pairs!r}"):
         sample_pairs(LABELS, n_pairs)
+    with pytest.raises(ValueError, match=f"n_pairs={n_pairs!r}"):  # never silently "one per image"
+        PairDataset(fake_images(len(LABELS)), LABELS, n_pairs=n_pairs)
+
+
+@pytest.mark.parametrize("n_triplets", [0, -1, 1.0])
+def test_n_triplets_too_small(n_triplets) -> None:
+    with pytest.raises(ValueError, match=f"n_triplets={n_triplets!r}"):
+        sample_triplets(LABELS, n_triplets)
+    with pytest.raises(ValueError, match=f"n_triplets={n_triplets!r}"):
+        TripletDataset(fake_images(len(LABELS)), LABELS, n_triplets=n_triplets)
 
 
 def test_one_class_only() -> None:
@@ -160,6 +173,11 @@ def test_datasets_check_images_and_labels() -> None:
             cls(fake_images(11), LABELS)
         with pytest.raises(ValueError, match="float32"):
             cls(fake_images(12), LABELS.float())
+        for bad in (math.nan, math.inf):
+            x = fake_images(12)
+            x[4, 0, 1, 1] = bad
+            with pytest.raises(ValueError, match="images holds 1 NaN or infinite"):
+                cls(x, LABELS)
 
 
 def test_samplers_reject_float_labels() -> None:

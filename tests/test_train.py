@@ -1,55 +1,82 @@
-"""The training loop and the book's recipes: history, determinism, the model cache, bad input."""
+"""``fit``, the one training loop, and its steps: history, schedule, seeds, checks (a NaN loss names
+its epoch; lr=0, batch_size=0, epochs<0, NaN images and a batch of one with BatchNorm raise)."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
-import fewshot.train as train
-from fewshot.models import ClassificationNet, EmbeddingNet, SiameseNet
-from fewshot.pairs import PairDataset
-from fewshot.train import History, embed, fit, precision_validator, train_method
+from fewshot.losses import ContrastiveLoss, TripletLoss, prototypical_loss
+from fewshot.miners import all_pairs, all_triplets
+from fewshot.models import ClassificationNet, EmbeddingNet, SiameseNet, TripletNet
+from fewshot.recipes import precision_validator
+from fewshot.train import History, class_step, episode_step, fit, metric_step
 
 
-@pytest.fixture(scope="module")
-def tiny(small_train: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """64 real digits, 6–7 per class."""
-    images, labels = small_train
-    return images[:64], labels[:64]
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def test_fit_returns_history_with_validation(tiny: tuple) -> None:
     images, labels = tiny
     torch.manual_seed(0)
     model = SiameseNet(EmbeddingNet(2))
-    history = fit(model, train.ContrastiveLoss(1.0), PairDataset(images, labels), epochs=2, batch_size=32,
-                  lr=1e-3, validate=precision_validator(images, labels), progress=False)
+    step = metric_step(ContrastiveLoss(1.0), lambda emb, y: all_pairs(y))
+    epochs_seen: list[int] = []
+    history = fit(model, step, images, labels, epochs=2, batch_size=32, lr=1e-3,
+                  validate=precision_validator(images, labels),
+                  on_epoch=lambda epoch, m: epochs_seen.append(epoch), progress=False)
     assert isinstance(history, History)
     assert len(history.loss) == 2 and all(loss > 0 for loss in history.loss)
     assert list(history.metrics) == ["val_precision_at_1"]
     assert len(history.metrics["val_precision_at_1"]) == 2
     assert all(0 <= v <= 1 for v in history.metrics["val_precision_at_1"])
     assert history.seconds > 0 and not model.training
+    assert epochs_seen == [0, 1]
     assert History.from_dict(history.to_dict()) == history
+
+
+def test_validation_runs_in_eval_mode_without_gradients(tiny: tuple) -> None:
+    seen = []
+
+    def validate(model: nn.Module) -> dict:
+        seen.append((model.training, torch.is_grad_enabled()))
+        return {"x": 0.5}
+
+    history = fit(ClassificationNet(EmbeddingNet(2), 10), class_step, *tiny, epochs=1, batch_size=32,
+                  lr=1e-3, validate=validate, progress=False)
+    assert seen == [(False, False)] and history.metrics == {"x": [0.5]}
 
 
 def test_fit_reduces_the_loss(tiny: tuple) -> None:
     images, labels = tiny
     torch.manual_seed(0)
     model = ClassificationNet(EmbeddingNet(8), 10)
-    history = fit(model, nn.CrossEntropyLoss(), TensorDataset(images, labels), epochs=3, batch_size=16,
-                  lr=3e-3, progress=False)
+    history = fit(model, class_step, images, labels, epochs=6, batch_size=16, lr=3e-3, progress=False)
     assert history.loss[-1] < 0.5 * history.loss[0]
 
 
 def test_fit_zero_epochs_trains_nothing(tiny: tuple) -> None:
     model = ClassificationNet(EmbeddingNet(2), 10)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    history = fit(model, nn.CrossEntropyLoss(), TensorDataset(*tiny), epochs=0, progress=False)
+    before = _weights(model)
+    history = fit(model, class_step, *tiny, epochs=0, batch_size=32, lr=1e-3, progress=False)
     assert history.loss == []
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in _weights(model).items())
+
+
+def test_fit_is_seeded(tiny: tuple) -> None:
+    def run(seed: int) -> dict:
+        torch.manual_seed(0)  # the same initial weights: only the batch order differs
+        model = ClassificationNet(EmbeddingNet(2), 10)
+        fit(model, class_step, *tiny, epochs=1, batch_size=16, lr=1e-3, seed=seed, progress=False)
+        return _weights(model)
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_fit_learning_rate_never_zero_before_the_last_step(tiny: tuple) -> None:
@@ -59,92 +86,160 @@ def test_fit_learning_rate_never_zero_before_the_last_step(tiny: tuple) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     seen: list[float] = []
 
-    def step(m: nn.Module, loss_fn: nn.Module, batch: tuple) -> torch.Tensor:
+    def step(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         seen.append(optimizer.param_groups[0]["lr"])
-        return train.class_step(m, loss_fn, batch)
+        return class_step(m, x, y)
 
-    fit(model, nn.CrossEntropyLoss(), TensorDataset(images, labels), epochs=3, batch_size=32,
-        optimizer=optimizer, step=step, progress=False)
+    fit(model, step, images, labels, epochs=3, batch_size=32, lr=1e-3, optimizer=optimizer, progress=False)
     assert len(seen) == 6
     assert seen[0] == pytest.approx(1e-3)
     assert all(lr > 0 for lr in seen), seen
     assert seen == sorted(seen, reverse=True)
 
 
-def test_fit_rejects_bad_epochs(tiny: tuple) -> None:
-    with pytest.raises(ValueError, match="epochs=-1"):
-        fit(ClassificationNet(EmbeddingNet(2)), nn.CrossEntropyLoss(), TensorDataset(*tiny), epochs=-1)
+def test_fit_uses_the_batch_sampler(tiny: tuple) -> None:
+    images, labels = tiny
+    batches = [[0, 1, 2, 3], [10, 11, 12, 13, 14, 15]]
+    seen = []
+
+    def step(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return class_step(m, x, y)
+
+    fit(ClassificationNet(EmbeddingNet(2), 10), step, images, labels, epochs=2, batch_size=32, lr=1e-3,
+        batch_sampler=batches, progress=False)
+    assert [len(x) for x in seen] == [4, 6, 4, 6]
+    assert torch.equal(seen[1], images[10:16])
 
 
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+# ---------------------------------------------------------------------------------------------
+# bad input and bad numbers
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": -1}, "epochs=-1"), ({"lr": 0}, "lr=0"), ({"lr": -1e-3}, "lr=-0.001"),
+    ({"lr": math.nan}, "lr=nan"), ({"batch_size": 0}, "batch_size=0"), ({"epochs": 1.5}, "epochs=1.5"),
+])
+def test_fit_rejects_bad_arguments(tiny: tuple, kwargs: dict, match: str) -> None:
+    args = {"epochs": 1, "batch_size": 32, "lr": 1e-3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        fit(ClassificationNet(EmbeddingNet(2)), class_step, *tiny, progress=False, **args)
 
 
-@pytest.mark.parametrize("method, sampling", [("softmax", "batch"), ("siamese", "batch"),
-                                              ("triplet", "random")])
-def test_train_method_deterministic(method: str, sampling: str, small_train: tuple) -> None:
-    images, labels = small_train
-    runs = [train_method(method, images, labels, sampling=sampling, epochs=1, seed=s, cache=False,
-                         progress=False)[0]
-            for s in (5, 5, 6)]
-    a, b, c = (_weights(m) for m in runs)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], c[k]) for k in a)  # the seed matters
-    assert not runs[0].training
+def test_fit_batch_of_one_with_batchnorm(tiny: tuple) -> None:
+    with pytest.raises(ValueError, match="batch_size=1.*BatchNorm"):
+        fit(ClassificationNet(EmbeddingNet(2)), class_step, *tiny, epochs=1, batch_size=1, lr=1e-3,
+            progress=False)
 
 
-@pytest.mark.parametrize("method", ["siamese", "triplet"])
-def test_in_batch_training_is_deterministic_with_two_threads(method: str, small_train: tuple) -> None:
-    """In-batch pairs/triplets sum gradients through ``emb[indices]``: with several threads that sum
-    is only reproducible in torch's deterministic mode (set by ``seed_everything``)."""
-    images, labels = small_train
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        a, b = (_weights(train_method(method, images, labels, sampling="batch", epochs=1, seed=3,
-                                      cache=False, progress=False)[0]) for _ in range(2))
-    finally:
-        torch.set_num_threads(threads)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_fit_rejects_non_finite_images(tiny: tuple, bad: float) -> None:
+    images = tiny[0].clone()
+    images[5, 0, 14, 14] = bad
+    with pytest.raises(ValueError, match="images holds 1 NaN or infinite"):
+        fit(ClassificationNet(EmbeddingNet(2)), class_step, images, tiny[1], epochs=1, batch_size=32,
+            lr=1e-3, progress=False)
 
 
-def test_train_method_cache(small_train: tuple, tmp_path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
-    images, labels = small_train
-    first, history = train_method("siamese", images, labels, epochs=1, cache=True, progress=False)
-    saved = list(tmp_path.glob("siamese-*.pt"))
-    assert len(saved) == 1
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the second call should load the cached model, not train")
-
-    monkeypatch.setattr(train, "fit", no_training)
-    capsys.readouterr()
-    second, history2 = train_method("siamese", images, labels, epochs=1, cache=True, progress=True)
-    assert "loaded from the cache" in capsys.readouterr().out
-    assert history2.loss == history.loss and history2.seconds == pytest.approx(history.seconds)
-    assert not second.training
-    x = images[:20]
-    assert torch.equal(embed(first, x), embed(second, x))
-    # a different setting is a different cache entry: it must train (and here, hit the stub)
-    with pytest.raises(AssertionError, match="should load"):
-        train_method("siamese", images, labels, epochs=1, margin=2.0, cache=True, progress=False)
+def test_fit_rejects_mismatched_or_empty_data(tiny: tuple) -> None:
+    with pytest.raises(ValueError, match="64 images, 63 labels"):
+        fit(ClassificationNet(EmbeddingNet(2)), class_step, tiny[0], tiny[1][:63], epochs=1, batch_size=32,
+            lr=1e-3, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        fit(ClassificationNet(EmbeddingNet(2)), class_step, tiny[0][:0], tiny[1][:0], epochs=1,
+            batch_size=32, lr=1e-3, progress=False)
 
 
-def test_train_method_cache_off(small_train: tuple, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
-    images, labels = small_train
-    train_method("softmax", images[:64], labels[:64], epochs=1, cache=False, progress=False)
-    monkeypatch.setenv("FEWSHOT_CACHE", "0")
-    train_method("softmax", images[:64], labels[:64], epochs=1, cache=True, progress=False)
-    assert not any(tmp_path.iterdir())
+def test_fit_stops_on_a_non_finite_loss_naming_the_epoch(tiny: tuple) -> None:
+    """Two batches per epoch; the loss becomes NaN on the first batch of epoch 2."""
+    calls = []
+
+    def step(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        loss = class_step(m, x, y)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    model = ClassificationNet(EmbeddingNet(2), 10)
+    with pytest.raises(ValueError, match="nan in epoch 2"):
+        fit(model, step, *tiny, epochs=3, batch_size=32, lr=1e-3, progress=False)
+    assert len(calls) == 3  # stopped at once
+    assert all(torch.isfinite(v).all() for v in _weights(model).values())  # no NaN step was taken
 
 
-def test_train_method_unknown(small_train: tuple) -> None:
-    with pytest.raises(ValueError, match="'arcface'"):
-        train_method("arcface", *small_train, epochs=1, cache=False)
-    with pytest.raises(ValueError, match="'hardest'"):
-        train_method("triplet", *small_train, sampling="hardest", epochs=1, cache=False)
+# ---------------------------------------------------------------------------------------------
+# the steps
+
+class CountingNet(nn.Module):
+    """An embedding net that counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.calls = EmbeddingNet(3), 0
+
+    def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+def test_metric_step_embeds_once_and_feeds_pairs(tiny: tuple) -> None:
+    images, labels = tiny[0][:8], tiny[1][:8]
+    assert 0 < all_pairs(labels)[2].sum() < 28  # positive and negative pairs
+    model = CountingNet()
+    got = {}
+
+    def loss(a: torch.Tensor, b: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        got.update(a=a, b=b, target=target)
+        return ContrastiveLoss(1.0)(a, b, target)
+
+    value = metric_step(loss, lambda emb, y: all_pairs(y))(model, images, labels)
+    assert model.calls == 1  # the batch is embedded once, whatever the number of pairs
+    first, second, target = all_pairs(labels)
+    emb = model.net(images)
+    torch.testing.assert_close(got["a"], emb[first])
+    torch.testing.assert_close(got["b"], emb[second])
+    assert torch.equal(got["target"], target)
+    torch.testing.assert_close(value, ContrastiveLoss(1.0)(emb[first], emb[second], target))
+
+
+def test_metric_step_feeds_triplets(tiny: tuple) -> None:
+    idx = torch.nonzero(tiny[1] < 3).flatten()[:8]  # digits 0–2: several of each, so triplets exist
+    images, labels = tiny[0][idx], tiny[1][idx]
+    assert len(all_triplets(labels)[0]) > 0 and len(labels.unique()) == 3
+    model = TripletNet(EmbeddingNet(3)).eval()
+    value = metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y))(model, images, labels)
+    a, p, n = all_triplets(labels)
+    emb = model.get_embedding(images)
+    torch.testing.assert_close(value, TripletLoss(1.0)(emb[a], emb[p], emb[n]))
+
+
+def test_metric_step_with_nothing_to_mine_is_a_zero_with_a_graph() -> None:
+    model = SiameseNet(EmbeddingNet(2))
+    images, labels = torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 2])  # no positive pair, no triplet
+    loss = metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y))(model, images, labels)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+
+
+def test_class_step_passes_the_labels() -> None:
+    seen = {}
+
+    class Recorder(nn.Module):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+            seen["labels"] = labels
+            return torch.zeros(len(x), 3, requires_grad=True)
+
+    y = torch.tensor([0, 2])
+    loss = class_step(Recorder(), torch.zeros(2, 1, 28, 28), y)
+    assert seen["labels"] is y
+    assert loss.item() == pytest.approx(math.log(3))  # uniform logits over 3 classes
+
+
+def test_episode_step_is_the_prototypical_loss() -> None:
+    net = EmbeddingNet(4).eval()
+    # 3 classes × (K=2 support + Q=1 query), class by class
+    labels = torch.tensor([7, 7, 7, 2, 2, 2, 5, 5, 5])
+    images = torch.randn(9, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    loss = episode_step(2)(net, images, labels)
+    emb = net(images).view(3, 3, 4)
+    torch.testing.assert_close(loss, prototypical_loss(emb[:, :2], emb[:, 2:]))
+    with pytest.raises(ValueError, match="k_shot=0"):
+        episode_step(0)

@@ -1,0 +1,127 @@
+"""How fast the book's CNN trains here, and how far that is from the machine's limit.
+
+Run: ``python benchmarks/bench_train.py [--seconds S]``. Prints one table, all rows measured in the
+same run on the same data:
+
+* throughput: training images per second (forward + backward + Adam step) of ``EmbeddingNet`` with
+  the in-batch triplet step, at each batch size, in the default memory layout and in
+  ``channels_last``, with 1 thread and with all threads, and as two processes of one thread each;
+* the fraction of peak: the model's floating-point work per image (counted from its layers,
+  forward × 3 for forward + backward) times the throughput, divided by an estimate of the machine's
+  peak, the best rate of a large float32 matrix product measured here with the same thread count.
+
+Not a test: timings depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+import torch
+from torch import nn
+
+from fewshot.losses import TripletLoss
+from fewshot.miners import all_triplets
+from fewshot.models import EmbeddingNet
+from fewshot.train import metric_step
+
+
+def flops_per_image(model: nn.Module) -> float:
+    """Multiply-adds × 2 of one forward pass (convolutions and linear layers), × 3 for training."""
+    total = 0
+    x = torch.zeros(1, 1, 28, 28)
+    hooks = []
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * k * output.numel()
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(count))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return 3.0 * total
+
+
+def matmul_peak(threads: int, seconds: float = 1.0) -> float:
+    """Best float32 GFLOP/s of a 1024×1024 matrix product with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def throughput(batch: int, channels_last: bool, threads: int, seconds: float) -> float:
+    """Training images per second for about ``seconds`` (after two warm-up steps)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = EmbeddingNet(32)
+    images = torch.randn(batch, 1, 28, 28)
+    labels = torch.arange(batch) % 10
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    step = metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    done, start = -2, 0.0
+    while True:
+        if done == 0:
+            start = time.perf_counter()
+        loss = step(model, images, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done += 1
+        if done > 0 and time.perf_counter() - start > seconds:
+            return done * batch / (time.perf_counter() - start)
+
+
+def _worker(args: tuple) -> float:
+    return throughput(*args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    args = parser.parse_args()
+    cores = torch.get_num_threads()
+    work = flops_per_image(EmbeddingNet(32))
+    peaks = {t: matmul_peak(t) for t in sorted({1, cores})}
+    print(f"EmbeddingNet(32): {work / 1e6:.1f} MFLOP per training image; matmul peak estimate "
+          + ", ".join(f"{p:.0f} GFLOP/s with {t} thread{'s' * (t > 1)}" for t, p in peaks.items()))
+    print()
+    print("| batch | layout | threads | images/s | vs default | % of peak |")
+    print("| ---: | --- | --- | ---: | ---: | ---: |")
+    for batch in (64, 128):
+        base = None
+        for layout in (False, True):
+            for threads in sorted({1, cores}):
+                ips = throughput(batch, layout, threads, args.seconds)
+                base = base or ips
+                name = "channels_last" if layout else "default"
+                print(f"| {batch} | {name} | {threads} | {ips:,.0f} | {ips / base:.2f}× "
+                      f"| {100 * ips * work / 1e9 / peaks[threads]:.0f}% |", flush=True)
+        if cores > 1:
+            with mp.get_context("spawn").Pool(cores) as pool:
+                rates = pool.map(_worker, [(batch, True, 1, args.seconds)] * cores)
+            total = sum(rates)
+            print(f"| {batch} | channels_last | {cores} processes × 1 | {total:,.0f} "
+                  f"| {total / base:.2f}× | {100 * total * work / 1e9 / peaks[cores]:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

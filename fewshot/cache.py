@@ -1,0 +1,214 @@
+"""Trained models on disk, and the ledger of every training in a run.
+
+A cache entry is one file, ``<name>-<key>.pt``, holding **only tensors and JSON-able data** (the
+state dict, the training history, the spec), written atomically and loaded with
+``torch.load(weights_only=True)``: a cache file cannot execute code.
+
+It must never lose work or crash a notebook:
+
+* a file that is truncated, garbage, from another version or of the wrong shape is a **miss**: one
+  warning line, then the caller retrains and overwrites it;
+* a directory that cannot be written (read-only mount, a path through a file): one warning, and the
+  trained model simply stays in memory;
+* a model whose weights are not finite is never cached.
+
+``FEWSHOT_CACHE_DIR`` (default ``~/.cache/fewshot/models``) says where; ``FEWSHOT_CACHE=0`` turns the
+cache off. The **ledger** records every model a process trained or loaded (spec, seconds, whether it
+came from the cache); with ``FEWSHOT_LEDGER=path`` it is also appended to a JSON-lines file, which CI
+checks for a spec trained twice (``python -m fewshot.cache --check-ledger PATH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import env_flag
+
+FORMAT = 2  # bump when the file layout changes: older files become misses
+_WARNED: set[str] = set()
+LEDGER: list[dict] = []  # this process's trainings, in order
+
+
+class CacheWarning(UserWarning):
+    """A cache file could not be used or written; the run goes on without it."""
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, CacheWarning, stacklevel=3)
+
+
+def cache_dir() -> Path:
+    """Where trained models are cached: ``FEWSHOT_CACHE_DIR`` or ``~/.cache/fewshot/models``."""
+    default = Path.home() / ".cache" / "fewshot" / "models"
+    return Path(os.environ.get("FEWSHOT_CACHE_DIR", default))
+
+
+def enabled() -> bool:
+    """False when ``FEWSHOT_CACHE=0``."""
+    return env_flag("FEWSHOT_CACHE", default=True)
+
+
+def source_hash(modules: tuple[str, ...]) -> str:
+    """A hash of the source files of ``fewshot`` modules (names like ``"train"``): a change to any
+    of them changes every key built with it."""
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        h.update(name.encode())
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_key(spec: dict, tensors: tuple[torch.Tensor, ...], modules: tuple[str, ...]) -> str:
+    """A key for ``spec`` (JSON-able), the data ``tensors`` and the code in ``modules``."""
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(source_hash(modules).encode())
+    h.update(str(FORMAT).encode())
+    return h.hexdigest()[:24]
+
+
+def path_for(name: str, key: str) -> Path:
+    return cache_dir() / f"{name}-{key}.pt"
+
+
+def load(path: Path, model: nn.Module, read_meta: Callable[[dict], object] | None = None
+         ) -> dict | None:
+    """Load a cached state into ``model``; return ``{"meta": …, "snapshots": [state dicts]}``, or
+    ``None`` on a miss. ``read_meta(meta)`` (if given) turns the stored JSON into what the caller
+    needs, before any weight is loaded; if it raises, the file is a miss too.
+
+    Anything wrong with the file (missing, truncated, not a cache file, other format, wrong shapes,
+    non-finite weights) is a miss; all but a missing file also warn, in one line.
+    """
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            raise ValueError("not a fewshot cache file of this version")
+        state = saved["state_dict"]
+        meta = json.loads(saved["meta"])
+        if read_meta is not None:
+            meta = read_meta(meta)
+        snapshots = list(saved.get("snapshots", []))
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise ValueError("non-finite weights")
+        own = model.state_dict()  # check every shape first: a failed load_state_dict is partial
+        if set(state) != set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
+            raise ValueError("its weights do not fit this model (other names or shapes)")
+        model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001: any fault is a miss, never a crash
+        detail = " ".join(str(exc).split())[:80]
+        _warn_once(str(path), f"ignoring the unusable cache file {path.name} ({detail}); retraining")
+        return None
+    return {"meta": meta, "snapshots": snapshots}
+
+
+def save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None = None) -> bool:
+    """Write ``model``'s weights, ``meta`` (JSON-able) and optional weight ``snapshots`` (state
+    dicts) atomically; ``True`` if written.
+
+    Non-finite weights are never written. A directory that cannot be written warns once.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        _warn_once(f"nonfinite:{path.name}", f"not caching {path.name}: its weights are not finite")
+        return False
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": FORMAT, "state_dict": state, "meta": json.dumps(meta),
+                    "snapshots": list(snapshots or [])}, tmp)
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    except OSError as exc:
+        _warn_once(f"dir:{path.parent}", f"the model cache {path.parent} cannot be written "
+                   f"({exc.strerror or exc}); models stay in memory only")
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return False
+    return True
+
+
+def record(name: str, key: str, spec: dict, seconds: float, cached: bool) -> None:
+    """Add one training (or cache hit) to the ledger, and to ``FEWSHOT_LEDGER`` if set."""
+    entry = {"name": name, "key": key, "spec": spec, "seconds": round(seconds, 2), "cached": cached,
+             "time": time.time()}
+    LEDGER.append(entry)
+    path = os.environ.get("FEWSHOT_LEDGER")
+    if path:
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, default=str) + "\n")
+        except OSError as exc:
+            _warn_once(f"ledger:{path}", f"cannot write the training ledger {path}: {exc}")
+
+
+def summary(entries: list[dict] | None = None) -> str:
+    """One quiet line for a page: ``"3 models from the cache, 2 trained in 41 s"``."""
+    entries = LEDGER if entries is None else entries
+    hits = sum(e["cached"] for e in entries)
+    trained = [e for e in entries if not e["cached"]]
+    seconds = sum(e["seconds"] for e in trained)
+    parts = []
+    if hits:
+        parts.append(f"{hits} model{'s' * (hits != 1)} from the cache")
+    if trained:
+        parts.append(f"{len(trained)} trained in {seconds:.0f} s")
+    return ", ".join(parts) if parts else "no models trained"
+
+
+def read_ledger(path: str | Path) -> list[dict]:
+    """The entries of a ``FEWSHOT_LEDGER`` file."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def duplicates(entries: list[dict]) -> dict[str, int]:
+    """Keys trained (not loaded) more than once: ``{"name-key": times}``."""
+    counts: dict[str, int] = {}
+    for e in entries:
+        if not e["cached"]:
+            k = f"{e['name']}-{e['key']}"
+            counts[k] = counts.get(k, 0) + 1
+    return {k: n for k, n in counts.items() if n > 1}
+
+
+def ledger_report(entries: list[dict]) -> str:
+    """A Markdown-free text table of a ledger: one line per training, then the totals."""
+    lines = [f"{'trained' if not e['cached'] else 'cached ':<8}{e['seconds']:>8.1f} s  {e['name']}"
+             for e in entries]
+    lines.append(summary(entries))
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--check-ledger":
+        print("usage: python -m fewshot.cache --check-ledger LEDGER.jsonl", file=sys.stderr)
+        return 2
+    path = Path(argv[1])
+    entries = read_ledger(path) if path.exists() else []
+    print(ledger_report(entries))
+    twice = duplicates(entries)
+    for k, n in twice.items():
+        print(f"TRAINED {n} TIMES: {k}")
+    return 1 if twice else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,207 @@
+"""One measurement of a trained embedding, in one place.
+
+:func:`evaluate` embeds once and returns an :class:`Evaluation`:
+
+* **retrieval** (Musgrave, Belongie & Lim 2020): for each query, rank the references by distance.
+  *precision@1*: the nearest reference has the query's class. *R-precision*: with R = the number of
+  references of the query's class, the fraction of the R nearest that do. *MAP@R*: like
+  R-precision, but rewarding correct neighbours that come first,
+  ``MAP@R = (1/R) · Σ_{i=1..R} P(i) · [i-th neighbour correct]``, P(i) the precision among the i
+  nearest;
+* **few-shot**: N-way K-shot accuracy by nearest prototype on a pool of (unseen) classes, mean ± 95%
+  CI over episodes (:func:`fewshot.episodes.evaluate_episodes`).
+
+Both use the same metric, ``"euclidean"`` or ``"cosine"`` (margin-trained nets). :func:`pm` formats
+"mean ± CI" the one way the book prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .checks import check_embeddings, check_finite, check_labels
+from .config import get_profile
+from .distances import check_metric, pairwise
+from .episodes import FewShotResult, evaluate_episodes
+from .models import EmbedFn, embed
+
+
+def pm(mean: float, ci: float, percent: bool = True, digits: int = 1) -> str:
+    """``"60.3 ± 1.1%"`` (fractions shown as percent) or ``"0.912 ± 0.004"``."""
+    if percent:
+        return f"{100 * mean:.{digits}f} ± {100 * ci:.{digits}f}%"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def ci_order(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> int:
+    """``1`` if A is clearly higher than B (their 95% intervals do not overlap), ``-1`` if clearly
+    lower, ``0`` if the intervals overlap: then no winner may be named."""
+    if mean_a - ci_a > mean_b + ci_b:
+        return 1
+    if mean_a + ci_a < mean_b - ci_b:
+        return -1
+    return 0
+
+
+def versus(name_a: str, a: tuple[float, float], name_b: str, b: tuple[float, float]) -> str:
+    """A sentence comparing two ``(mean, ci95)`` results that names a winner only when the 95%
+    intervals do not overlap: ``"A (60.3 ± 1.1%) beats B (48.9 ± 0.9%)"``."""
+    order = ci_order(*a, *b)
+    text_a, text_b = f"{name_a} ({pm(*a)})", f"{name_b} ({pm(*b)})"
+    if order > 0:
+        return f"{text_a} beats {text_b}"
+    if order < 0:
+        return f"{text_a} is below {text_b}"
+    return f"{text_a} and {text_b}: no clear difference (the 95% intervals overlap)"
+
+
+@torch.no_grad()
+def retrieval_metrics(query: torch.Tensor, query_labels: torch.Tensor, reference: torch.Tensor,
+                      reference_labels: torch.Tensor, same_set: bool = False,
+                      metric: str = "euclidean", chunk: int = 512) -> dict[str, float]:
+    """Precision@1, R-precision and MAP@R of ``query`` against ``reference``.
+
+    Args:
+        query: ``(Q, D)`` embeddings; query_labels: ``(Q,)`` integers (Q ≥ 1).
+        reference: ``(M, D)`` embeddings; reference_labels: ``(M,)`` integers.
+        same_set: queries and references are the same items: skip each query's own match.
+        metric: ``"euclidean"`` or ``"cosine"``.
+
+    Returns:
+        ``{"precision_at_1": …, "r_precision": …, "map_at_r": …}``, each in [0, 1].
+    """
+    check_metric(metric)
+    check_embeddings(query, "query")
+    check_embeddings(reference, "reference")
+    check_labels(query_labels, "query_labels")
+    check_labels(reference_labels, "reference_labels")
+    if len(query) == 0:
+        raise ValueError("the query set is empty: nothing to measure")
+    if len(query) != len(query_labels) or len(reference) != len(reference_labels):
+        raise ValueError(f"{len(query)} queries for {len(query_labels)} labels, "
+                         f"{len(reference)} references for {len(reference_labels)} labels")
+    if query.shape[1] != reference.shape[1]:
+        raise ValueError(f"query (Q, D) and reference (M, D) must have equal D, got "
+                         f"{tuple(query.shape)} and {tuple(reference.shape)}")
+    if same_set and len(query) != len(reference):
+        raise ValueError(f"same_set=True needs as many queries as references, got {len(query)} "
+                         f"and {len(reference)}")
+    query, reference = query.float().cpu(), reference.float().cpu()
+    query_labels, reference_labels = query_labels.cpu(), reference_labels.cpu()
+    classes, counts = reference_labels.unique(return_counts=True)
+    count_of = dict(zip(classes.tolist(), counts.tolist()))
+    r = torch.tensor([count_of.get(int(c), 0) - int(same_set) for c in query_labels])
+    if (r < 1).any():
+        bad = sorted({int(c) for c, ri in zip(query_labels, r) if ri < 1})
+        raise ValueError(f"query classes {bad} have no reference of their class")
+    k = int(r.max())
+    p1, rp, mapr = [], [], []
+    for start in range(0, len(query), chunk):
+        q = query[start:start + chunk]
+        dist = pairwise(q, reference, metric)  # (q, M)
+        if same_set:
+            rows = torch.arange(len(q))
+            dist[rows, start + rows] = float("inf")
+        nearest = dist.topk(k, dim=1, largest=False).indices  # (q, k), nearest first
+        correct = (reference_labels[nearest] == query_labels[start:start + chunk, None]).float()
+        rr = r[start:start + chunk]
+        correct = correct * (torch.arange(k)[None, :] < rr[:, None]).float()  # the first R of each row
+        precision_i = correct.cumsum(1) / torch.arange(1, k + 1)[None, :]
+        p1.append(correct[:, 0])
+        rp.append(correct.sum(1) / rr)
+        mapr.append((precision_i * correct).sum(1) / rr)
+    return {"precision_at_1": torch.cat(p1).mean().item(),
+            "r_precision": torch.cat(rp).mean().item(),
+            "map_at_r": torch.cat(mapr).mean().item()}
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured. Fields it was not asked for stay ``None`` / empty.
+
+    Attributes:
+        metric: ``"euclidean"`` or ``"cosine"``.
+        precision_at_1, r_precision, map_at_r: retrieval of the queries among the references.
+        fewshot: ``{(n_way, k_shot): FewShotResult}``.
+    """
+
+    metric: str
+    precision_at_1: float | None = None
+    r_precision: float | None = None
+    map_at_r: float | None = None
+    fewshot: dict[tuple[int, int], FewShotResult] = field(default_factory=dict)
+
+    def shot(self, n_way: int, k_shot: int) -> FewShotResult:
+        if (n_way, k_shot) not in self.fewshot:
+            raise KeyError(f"{n_way}-way {k_shot}-shot was not measured; measured: {sorted(self.fewshot)}")
+        return self.fewshot[(n_way, k_shot)]
+
+    def fewshot_text(self, n_way: int, k_shot: int) -> str:
+        """``"60.3 ± 1.1%"`` for one few-shot setting."""
+        r = self.shot(n_way, k_shot)
+        return pm(r.mean, r.ci95)
+
+    def as_row(self) -> dict:
+        """Flat JSON-able keys: ``precision_at_1``, ``map_at_r``, ``fewshot_5way_1shot`` and its
+        ``…_ci95`` partner, for every measured setting."""
+        row: dict = {"metric": self.metric}
+        for name in ("precision_at_1", "r_precision", "map_at_r"):
+            if getattr(self, name) is not None:
+                row[name] = getattr(self, name)
+        for (n, k), r in sorted(self.fewshot.items()):
+            row[f"fewshot_{n}way_{k}shot"] = r.mean
+            row[f"fewshot_{n}way_{k}shot_ci95"] = r.ci95
+        return row
+
+    def __str__(self) -> str:
+        parts = []
+        if self.precision_at_1 is not None:
+            parts.append(f"P@1 {self.precision_at_1:.3f}, MAP@R {self.map_at_r:.3f}")
+        parts += [f"{n}-way {k}-shot {pm(r.mean, r.ci95)}" for (n, k), r in sorted(self.fewshot.items())]
+        return f"[{self.metric}] " + "; ".join(parts)
+
+
+def evaluate(model: nn.Module | EmbedFn, *, query: tuple[torch.Tensor, torch.Tensor] | None = None,
+             reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+             fewshot_pool: tuple[torch.Tensor, torch.Tensor] | None = None,
+             settings: Sequence[tuple[int, int]] = ((5, 1), (5, 5)), metric: str = "euclidean",
+             episodes: int | None = None, seed: int | None = None) -> Evaluation:
+    """Measure a trained embedding (a model with ``get_embedding``, or any embedding function).
+
+    Args:
+        query, reference: ``(images, labels)``: retrieval of each query image among the references
+            (e.g. test digits against training digits). ``reference=None`` ranks the queries among
+            themselves, leaving each one out.
+        fewshot_pool: ``(images, labels)`` of classes the model never trained on, for N-way K-shot
+            episodes; ``settings`` lists the ``(n_way, k_shot)`` pairs to run.
+        metric: ``"euclidean"`` or ``"cosine"``, for retrieval and prototypes alike.
+        episodes: default ``Profile.episodes``. seed: default the run's seed.
+    """
+    check_metric(metric)
+    for name, pair in (("query", query), ("reference", reference), ("fewshot_pool", fewshot_pool)):
+        if pair is not None:
+            check_finite(pair[0], f"{name} images")
+    result = Evaluation(metric=metric)
+    if query is not None:
+        q_emb = embed(model, query[0])
+        if reference is None:
+            scores = retrieval_metrics(q_emb, query[1], q_emb, query[1], same_set=True, metric=metric)
+        else:
+            scores = retrieval_metrics(q_emb, query[1], embed(model, reference[0]), reference[1],
+                                       metric=metric)
+        result.precision_at_1 = scores["precision_at_1"]
+        result.r_precision = scores["r_precision"]
+        result.map_at_r = scores["map_at_r"]
+    if fewshot_pool is not None:
+        images, labels = fewshot_pool
+        pool_emb = embed(model, images)
+        episodes = get_profile().episodes if episodes is None else episodes
+        for n_way, k_shot in settings:
+            result.fewshot[(n_way, k_shot)] = evaluate_episodes(
+                pool_emb, images, labels, n_way=n_way, k_shot=k_shot, episodes=episodes,
+                metric=metric, seed=seed)
+    return result

@@ -1,0 +1,315 @@
+"""The book's methods by name: :func:`build` a model and its training step, :func:`train_method`.
+
+========================  ======================  ===========================================
+method                    model                   step (loss)
+========================  ======================  ===========================================
+``softmax``               ClassificationNet       class_step (cross-entropy)
+``siamese``               SiameseNet              metric_step (contrastive, pairs from a miner)
+``triplet``               TripletNet              metric_step (triplet, triplets from a miner)
+``softmax+triplet``       ``softmax``, then its embedding net fine-tuned as ``triplet``
+``normsoftmax`` …         HeadNet + margin head   class_step (``cosface``, ``arcface``, ``sphereface``)
+``protonet``              EmbeddingNet            episode_step (prototypical loss on episodes)
+========================  ======================  ===========================================
+
+Miners (:mod:`fewshot.miners`): ``"all"`` (every pair / triplet in the batch, the default),
+``"random"`` (a few random ones per batch: the naive baseline), ``"hardest_negative"`` (pairs),
+``"batch_hard"`` and ``"semi_hard"`` (triplets). Samplers: ``"random"`` batches, or ``"pk"``
+(P classes × K images per batch).
+
+Every training is cached on disk (:mod:`fewshot.cache`), keyed by the whole spec, the data and the
+source of every module that decides what training produces, so no chapter trains a model another
+chapter already trained. Models drawn in 2-D or 3-D keep snapshots of their weights at
+``Profile.frames`` epochs, for widgets that step through training.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import cache
+from .checks import check_choice, check_images_labels, check_int, check_number
+from .config import Profile, generator, get_device, get_profile, resolve_seed, seed_everything
+from .episodes import EpisodeBatches
+from .evaluate import retrieval_metrics
+from .losses import ContrastiveLoss, TripletLoss
+from .margins import HEADS, max_margin_2d, scale_lower_bound, sphereface_lambda
+from .miners import (PKSampler, all_pairs, all_triplets, batch_hard, hardest_negative_pairs,
+                     random_pairs, random_triplets, semi_hard)
+from .models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet, embed
+from .train import History, Step, class_step, episode_step, fit, metric_step
+
+METHODS = ("softmax", "siamese", "triplet", "softmax+triplet", "normsoftmax", "sphereface",
+           "cosface", "arcface", "protonet")
+MARGIN_METHODS = ("normsoftmax", "sphereface", "cosface", "arcface")
+PAIR_MINERS = ("all", "random", "hardest_negative")
+TRIPLET_MINERS = ("all", "random", "batch_hard", "semi_hard")
+SAMPLERS = ("random", "pk")
+DEFAULT_MARGIN = 1.0  # contrastive and triplet, on raw (unnormalised) embeddings
+FINETUNE_LR_FACTOR = 0.1  # softmax+triplet: fine-tune at a tenth of the learning rate
+PK_MIN_K = 4  # "pk" sampler: at least 4 images per class in a batch
+PROTONET = {"n_way": 20, "k_shot": 5, "n_query": 5}  # training episodes (n_way capped by the classes)
+
+# the modules whose code decides what a trained model is; a change to any of them retrains
+TRAINING_MODULES = ("checks", "config", "distances", "episodes", "evaluate", "losses", "margins",
+                    "miners", "models", "recipes", "train")
+
+
+def metric_of(method: str) -> str:
+    """The distance a method's embedding is meant for: cosine for the margin heads."""
+    return "cosine" if method in MARGIN_METHODS else "euclidean"
+
+
+def default_miner(method: str) -> str | None:
+    return "all" if method in ("siamese", "triplet", "softmax+triplet") else None
+
+
+def margin_head_settings(method: str, embed_dim: int, n_classes: int) -> dict:
+    """Scale and margin for a margin head, derived rather than copied from face recognition.
+
+    In 2-D/3-D, face-scale settings (s = 64, m = 0.5) do not train: the CosFace paper's bounds give
+    the scale needed for a target-class probability of 0.99, ``s ≥ (C−1)/C · ln((C−1)·0.99/0.01)``,
+    and the largest margin that C classes leave room for on a circle, ``1 − cos(2π/C)``. At higher
+    dimension the published margins (CosFace 0.35, ArcFace 0.5, SphereFace 4) with a moderate scale.
+    """
+    low = embed_dim <= 3
+    scale = math.ceil(scale_lower_bound(n_classes, 0.99)) if low else 16.0
+    settings: dict = {} if method == "sphereface" else {"scale": float(scale)}
+    if method == "cosface":
+        settings["margin"] = round(max_margin_2d(n_classes), 3) if low else 0.35
+    elif method == "arcface":
+        settings["margin"] = round(max_margin_2d(n_classes), 3) if low else 0.5
+    elif method == "sphereface":
+        settings["margin"] = 4
+    return settings
+
+
+SPHEREFACE_LAMBDA = {"base": 1000.0, "minimum": 5.0, "reach": 0.5}
+
+
+def sphereface_lambda_schedule(epoch: int, epochs: int) -> float:
+    """SphereFace's λ at the start of epoch ``epoch`` (0-based) of an ``epochs``-epoch run.
+
+    The reference code steps ``λ = max(5, 1000/(1 + 0.12·iteration))`` per *iteration*: it
+    reaches 5 after ~1,660 iterations, early in a 28k-iteration face run. Our runs are ~10
+    epochs of ~60 batches, and those constants stepped per epoch would leave λ ≥ 450 (plain
+    softmax) all run. We keep the same hyperbola but fit its rate to the run, so λ falls from
+    1000 to its minimum 5 by the middle of the run (``reach``) and stays there::
+
+        λ(e) = max(5, 1000 / (1 + γ·e)),   γ = (1000/5 − 1) / (reach·epochs)
+    """
+    epoch = check_int(epoch, "epoch", 0)
+    epochs = check_int(epochs, "epochs", 0)
+    base, low, reach = (SPHEREFACE_LAMBDA[k] for k in ("base", "minimum", "reach"))
+    gamma = (base / low - 1) / max(1.0, reach * epochs)
+    return sphereface_lambda(epoch, base=base, gamma=gamma, minimum=low)
+
+
+def make_miner(name: str, method: str, margin: float | str, seed: int) -> Callable:
+    """The miner ``name`` as ``miner(embeddings, labels) → indices`` (random ones seeded)."""
+    pairs = method == "siamese"
+    check_choice(name, "miner", PAIR_MINERS if pairs else TRIPLET_MINERS)
+    g = generator(seed)
+    if name == "all":
+        return (lambda emb, y: all_pairs(y)) if pairs else (lambda emb, y: all_triplets(y))
+    if name == "random":
+        return (lambda emb, y: random_pairs(y, g)) if pairs else (lambda emb, y: random_triplets(y, g))
+    if name == "hardest_negative":
+        return hardest_negative_pairs
+    if name == "batch_hard":
+        return batch_hard
+    semi_margin = 0.0 if margin == "soft" else float(margin)
+    return lambda emb, y: semi_hard(emb, y, semi_margin)
+
+
+@dataclass
+class Recipe:
+    """What :func:`build` makes: the model, its training step and the extra ``fit`` arguments."""
+
+    model: nn.Module
+    step: Step
+    on_epoch: Callable[[int, nn.Module], None] | None = None
+
+
+def build(method: str, embed_dim: int, n_classes: int, *, margin: float | str | None = None,
+          miner: str | None = None, seed: int = 0, options: dict | None = None,
+          epochs: int | None = None) -> Recipe:
+    """The model and training step for ``method`` (see the module table).
+
+    ``epochs`` (default the profile's) only matters for SphereFace: its λ schedule
+    (:func:`sphereface_lambda_schedule`) is fitted to the length of the run.
+    """
+    check_choice(method, "method", METHODS)
+    options = dict(options or {})
+    net = EmbeddingNet(embed_dim)
+    if method == "softmax":
+        return Recipe(ClassificationNet(net, n_classes), class_step)
+    if method in ("siamese", "triplet", "softmax+triplet"):
+        margin = DEFAULT_MARGIN if margin is None else margin
+        kind = "siamese" if method == "siamese" else "triplet"
+        loss = ContrastiveLoss(margin) if kind == "siamese" else TripletLoss(margin, **options)
+        model = SiameseNet(net) if kind == "siamese" else TripletNet(net)
+        return Recipe(model, metric_step(loss, make_miner(miner or "all", kind, margin, seed)))
+    if method in MARGIN_METHODS:
+        settings = {**margin_head_settings(method, embed_dim, n_classes), **options}
+        if margin is not None:
+            settings["margin"] = margin
+        warmup = settings.pop("warmup", 0)  # epochs over which the margin ramps up from 0
+        head = HEADS[method](embed_dim, n_classes, **settings)
+        model = HeadNet(net, head)
+        on_epoch = None
+        if method == "sphereface":
+            run_epochs = get_profile().epochs if epochs is None else epochs
+            head.lam = sphereface_lambda_schedule(0, run_epochs)
+
+            def on_epoch(epoch: int, m: nn.Module, _head: nn.Module = head) -> None:
+                # λ for the next epoch: anneal the softmax blending towards the pure margin
+                _head.lam = sphereface_lambda_schedule(epoch + 1, run_epochs)
+        elif warmup:
+            head.margin_scale = 0.0
+
+            def on_epoch(epoch: int, m: nn.Module, _head: nn.Module = head) -> None:
+                _head.margin_scale = min(1.0, (epoch + 1) / warmup)  # margin for the next epoch
+        return Recipe(model, class_step, on_epoch)
+    episode = {**PROTONET, **options}
+    return Recipe(net, episode_step(episode["k_shot"]))
+
+
+def precision_validator(images: torch.Tensor, labels: torch.Tensor, metric: str = "euclidean"
+                        ) -> Callable[[nn.Module], dict]:
+    """A ``validate`` for :func:`fewshot.train.fit`: precision@1 of ``images`` among themselves."""
+    check_images_labels(images, labels)
+
+    def validate(model: nn.Module) -> dict:
+        emb = embed(model, images)
+        scores = retrieval_metrics(emb, labels, emb, labels, same_set=True, metric=metric)
+        return {"val_precision_at_1": scores["precision_at_1"]}
+
+    return validate
+
+
+def _batch_sampler(method: str, sampler: str, targets: torch.Tensor, profile: Profile, seed: int,
+                   options: dict):
+    n_classes = int(targets.max()) + 1
+    if method == "protonet":
+        ep = {**PROTONET, **options}
+        n_way = min(ep["n_way"], n_classes)
+        per_episode = n_way * (ep["k_shot"] + ep["n_query"])
+        return EpisodeBatches(targets, n_way, ep["k_shot"], ep["n_query"],
+                              episodes=max(1, len(targets) // per_episode), seed=seed)
+    if sampler == "pk":
+        p = max(2, min(n_classes, profile.batch_size // PK_MIN_K))
+        return PKSampler(targets, p=p, k=max(2, profile.batch_size // p), seed=seed)
+    return None
+
+
+def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, embed_dim: int = 2,
+                 margin: float | str | None = None, miner: str | None = None, sampler: str = "random",
+                 epochs: int | None = None, options: dict | None = None,
+                 val: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int | None = None,
+                 profile: Profile | None = None, cache_models: bool = True,
+                 progress: bool | None = None) -> tuple[nn.Module, History]:
+    """Build and train one of the book's methods on ``(images, labels)``, or load it from the cache.
+
+    Args:
+        method: one of :data:`METHODS`.
+        images, labels: training data; labels may be any integers (mapped to 0..C-1 internally).
+        embed_dim: embedding size (2 for the book's maps).
+        margin: contrastive/triplet margin (default 1.0; ``"soft"`` for the soft-margin triplet),
+            or the margin of a margin head (default: :func:`margin_head_settings`).
+        miner: where pairs and triplets come from (default ``"all"``); metric methods only.
+        sampler: ``"random"`` batches or ``"pk"`` (P classes × K images).
+        epochs: default ``profile.epochs``.
+        options: method-specific settings (a margin head's ``scale`` or ``warmup``, protonet's
+            ``n_way``/``k_shot``/``n_query``, the triplet loss's ``squared``).
+        val: ``(images, labels)`` for per-epoch validation precision@1.
+        seed: default the run's seed (:func:`fewshot.setup`). Seeds the weights, batches and miners.
+        cache_models: load this exact training from the cache if it was done before, else save it.
+
+    Returns:
+        ``(model, history)``; the model is in eval mode, on the run's device, and has
+        ``get_embedding``. ``history.snapshots`` holds weight snapshots for 2-D/3-D models.
+    """
+    check_choice(method, "method", METHODS)
+    check_choice(sampler, "sampler", SAMPLERS)
+    check_int(embed_dim, "embed_dim")
+    check_images_labels(images, labels)
+    if margin is not None and margin != "soft":
+        check_number(margin, "margin", 0.0)
+    seed = resolve_seed(seed)
+    profile = profile or get_profile()
+    epochs = profile.epochs if epochs is None else check_int(epochs, "epochs", 0)
+    miner = miner if miner is not None else default_miner(method)
+    if miner is not None and method not in ("siamese", "triplet", "softmax+triplet"):
+        raise ValueError(f"miner={miner!r}: method {method!r} does not mine pairs or triplets")
+    options = dict(options or {})
+    classes, targets = labels.unique(return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"training needs at least 2 classes, got {classes.tolist()}")
+    spec = {"method": method, "embed_dim": embed_dim, "margin": margin, "miner": miner,
+            "sampler": sampler, "epochs": epochs, "batch_size": profile.batch_size, "lr": profile.lr,
+            "seed": seed, "options": options, "val": val is not None}
+    key = cache.make_key(spec, (images, labels, *(val or ())), TRAINING_MODULES)
+    name = f"{method.replace('+', '_')}-{miner or 'none'}-{sampler}-{embed_dim}d"
+    path = cache.path_for(name, key)
+    use_cache = cache_models and cache.enabled()
+    lr = profile.lr
+    if method == "softmax+triplet":  # the softmax model (cached on its own), then fine-tuning
+        base, _ = train_method("softmax", images, labels, embed_dim=embed_dim, epochs=epochs, val=val,
+                               seed=seed, profile=profile, cache_models=cache_models, progress=progress)
+        seed_everything(seed)
+        recipe = build("triplet", embed_dim, len(classes), margin=margin, miner=miner, seed=seed)
+        recipe.model.embedding_net = copy.deepcopy(base.embedding_net)
+        epochs, lr = max(1, epochs // 2), lr * FINETUNE_LR_FACTOR
+    else:
+        seed_everything(seed)
+        recipe = build(method, embed_dim, len(classes), margin=margin, miner=miner, seed=seed,
+                       options=options, epochs=epochs)
+    model = recipe.model
+    if use_cache:
+        saved = cache.load(path, model, read_meta=lambda meta: History.from_dict(meta["history"]))
+        if saved is not None:
+            model.to(get_device()).eval()
+            history = saved["meta"]
+            history.snapshots = saved["snapshots"]
+            cache.record(name, key, spec, history.seconds, cached=True)
+            return model, history
+    snapshot_at = _snapshot_epochs(epochs, profile.frames) if embed_dim <= 3 else []
+    snapshots = [copy.deepcopy(model.state_dict())] if 0 in snapshot_at else []
+
+    def on_epoch(epoch: int, m: nn.Module) -> None:
+        if recipe.on_epoch is not None:
+            recipe.on_epoch(epoch, m)
+        if epoch + 1 in snapshot_at:
+            snapshots.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
+
+    validate = precision_validator(*val, metric=metric_of(method)) if val is not None else None
+    history = fit(model, recipe.step, images, targets, epochs=epochs, batch_size=profile.batch_size,
+                  lr=lr, batch_sampler=_batch_sampler(method, sampler, targets, profile, seed, options),
+                  validate=validate, on_epoch=on_epoch, seed=seed, desc=f"{method} {embed_dim}-D",
+                  progress=progress)
+    history.snapshots = [{k: v.detach().cpu() for k, v in s.items()} for s in snapshots]
+    if use_cache:
+        cache.save(path, model, {"history": history.to_dict(), "spec": spec},
+                   snapshots=history.snapshots)
+    cache.record(name, key, spec, history.seconds, cached=False)
+    return model, history
+
+
+def _snapshot_epochs(epochs: int, frames: int) -> list[int]:
+    """``frames`` epochs from 0 (before training) to ``epochs``, evenly spaced."""
+    if epochs == 0:
+        return [0]
+    return sorted({round(i * epochs / max(1, frames - 1)) for i in range(frames)})
+
+
+def snapshot_model(model: nn.Module, state: dict) -> nn.Module:
+    """A copy of ``model`` with the weights of one snapshot (for drawing training frames)."""
+    copy_ = copy.deepcopy(model)
+    copy_.load_state_dict(state)
+    return copy_.eval()

@@ -1,0 +1,55 @@
+"""``run = fewshot.setup(seed)``: the first call of every notebook.
+
+It decides, once, everything a run depends on and prints it in one line:
+
+* the seed: every random generator is seeded, and recipes and evaluations use this seed unless told
+  otherwise (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
+* deterministic torch kernels (global process state, set here and nowhere else);
+* the device and the run size (:mod:`fewshot.config`);
+* the data: MNIST, or its offline fallback (:mod:`fewshot.data`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import data
+from .config import (DEFAULT_SEED, Profile, get_device, get_profile, seed_everything,
+                     set_current_seed, use_deterministic_kernels)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What :func:`setup` decided: device, profile, seed and where the data came from."""
+
+    device: torch.device
+    profile: Profile
+    seed: int
+    data_source: str
+
+    def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """This run's MNIST split at the profile's size: ``(images (N, 1, 28, 28), labels (N,))``."""
+        return data.load_run_data(split)
+
+    def __str__(self) -> str:
+        return f"{self.device.type} · {self.profile.name} profile · {self.data_source}"
+
+
+def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:
+    """Seed everything, pick device and profile, load MNIST, and print one line saying so.
+
+    Returns:
+        A :class:`Run`; notebooks read ``run.device``, ``run.profile`` and ``run.seed``.
+    """
+    set_current_seed(seed)
+    use_deterministic_kernels()
+    device = get_device()
+    profile = get_profile(device)
+    data.load_mnist("train", quiet=True)  # decide the source once, so the line below is true
+    run = Run(device=device, profile=profile, seed=seed, data_source=data.mnist_source())
+    if verbose:
+        print(run)
+    seed_everything(seed)  # loading may have drawn random numbers: start every cell after this equal
+    return run

@@ -1,0 +1,483 @@
+"""Enrol, verify, identify: a one-shot recognition system and the rates that measure it (chapter 9).
+
+Conventions, everywhere in this module:
+
+* A **distance** is small for "same": a probe is accepted when ``distance ≤ threshold``.
+* ``same`` is a bool tensor, **True = genuine pair** (same identity), False = impostor pair.
+* **FAR(T)** = fraction of impostor pairs with ``distance ≤ T`` (falsely accepted);
+  **FRR(T)** = fraction of genuine pairs with ``distance > T`` (falsely rejected); TAR = 1 − FRR.
+* Open-set identification (ISO/IEC 19795-1), rank 1: a *mated* search has its identity enrolled, a
+  *non-mated* one does not. **DIR(T)** = fraction of mated searches whose nearest identity is right and
+  within ``T``; **FPIR(T)** = fraction of non-mated searches whose nearest identity is within ``T``.
+
+The :class:`Gallery` stores one mean embedding per identity, never images. Thresholds are calibrated
+with :func:`threshold_at_far` on held-out pairs and only then applied to the test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from numbers import Integral
+from os import PathLike
+from typing import Union
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from .checks import check_embeddings, check_finite, check_number, check_same_length, check_tensor
+from .distances import check_metric, pairwise
+
+Identity = Union[str, int]
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+FAR_TARGETS = (1e-1, 1e-2, 1e-3)
+FORMAT = "fewshot.verify.Gallery/1"
+BATCH = 1024
+
+
+def _module_of(embed: EmbedFn) -> torch.nn.Module | None:
+    """The module behind ``embed``: the module itself, or the owner of a bound method; else None."""
+    if isinstance(embed, torch.nn.Module):
+        return embed
+    owner = getattr(embed, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def model_fingerprint(embed: EmbedFn) -> str | None:
+    """sha256 over the state dict (names, dtypes, shapes, bytes) of the module behind ``embed``.
+
+    ``None`` when ``embed`` is a plain function (a lambda, ``flatten``): there is nothing to hash.
+    """
+    module = _module_of(embed)
+    if module is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_identity(identity: object) -> Identity:
+    if isinstance(identity, str):
+        return identity
+    if isinstance(identity, Integral) and not isinstance(identity, bool):
+        return int(identity)
+    raise TypeError(f"identity={identity!r}: expected a str or an int, got {type(identity).__name__}")
+
+
+def _check_threshold(threshold: object) -> float:
+    """A distance threshold: finite and ≥ 0 (every distance of a gallery is ≥ 0)."""
+    return check_number(threshold, "threshold", 0.0)
+
+
+class Gallery:
+    """One mean embedding per enrolled identity; identify and verify probes against them.
+
+    Args:
+        embed: images ``(B, C, H, W)`` → embeddings ``(B, D)``, e.g. ``model.get_embedding``. When it is
+            a module or a bound method of one, the module runs in eval mode under ``torch.no_grad()``
+            on its own device (its train/eval mode is restored afterwards); images go in chunks of 1024.
+        metric: ``"euclidean"`` (plain ``‖x − y‖``) or ``"cosine"`` (``1 − cos(x, y)``).
+
+    Re-enrolling an identity replaces its template; :meth:`enrol` returns True when it did.
+    """
+
+    def __init__(self, embed: EmbedFn, metric: str = "euclidean") -> None:
+        if not callable(embed):
+            raise TypeError(f"embed must be callable (images → embeddings), got {type(embed).__name__}")
+        check_metric(metric)
+        self.embed = embed
+        self.metric = metric
+        self._identities: list[Identity] = []
+        self._templates = torch.empty(0, 0)  # (N, D) mean embeddings, row i ↔ self._identities[i]
+        self._image_shape: tuple[int, ...] | None = None  # (C, H, W) of the first enrolment
+
+    # ----- embedding -----
+    def _batch(self, images: object) -> torch.Tensor:
+        """``images`` as a non-empty batch ``(B, C, H, W)``; one image ``(C, H, W)`` becomes ``B = 1``."""
+        images = check_finite(check_tensor(images, "images"), "images")
+        shape = tuple(images.shape)
+        if self._image_shape is None:
+            if images.ndim not in (3, 4):
+                raise ValueError(f"images must be (K, C, H, W) or one (C, H, W) image, got shape {shape}")
+            batch = images if images.ndim == 4 else images[None]
+        elif shape == self._image_shape:
+            batch = images[None]
+        elif shape[1:] == self._image_shape:
+            batch = images
+        else:
+            raise ValueError(f"images have shape {shape}: expected (B, *{self._image_shape}) or "
+                             f"{self._image_shape}, the shape of the first enrolment")
+        if len(batch) == 0:
+            raise ValueError(f"images is empty (shape {shape}): expected at least one image")
+        return batch
+
+    @torch.no_grad()
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → CPU float ``(B, D)``; raises on a wrong row count or NaN embeddings."""
+        module = _module_of(self.embed)
+        device, was_training = torch.device("cpu"), False
+        if module is not None:
+            was_training = module.training
+            module.eval()
+            first = next(module.parameters(), None)
+            first = next(module.buffers(), None) if first is None else first
+            device = first.device if first is not None else device
+        try:
+            chunks = []
+            for start in range(0, len(images), BATCH):
+                chunk = images[start:start + BATCH]
+                out = check_tensor(self.embed(chunk.to(device)), "embed(images)")
+                if out.ndim == 0 or len(out) != len(chunk):
+                    raise ValueError(f"embed returned shape {tuple(out.shape)} for {len(chunk)} images: "
+                                     f"expected {len(chunk)} rows (B, D)")
+                chunks.append(out.float().cpu())
+        finally:
+            if module is not None:
+                module.train(was_training)
+        emb = check_embeddings(torch.cat(chunks), "embed(images)")
+        if len(self._identities) and emb.shape[1] != self._templates.shape[1]:
+            raise ValueError(f"embed returned {emb.shape[1]}-D embeddings; the gallery holds "
+                             f"{self._templates.shape[1]}-D ones")
+        return emb
+
+    # ----- enrolment -----
+    def enrol(self, identity: Identity, images: torch.Tensor) -> bool:
+        """Store the mean embedding of ``images`` (``(K, C, H, W)`` or one ``(C, H, W)``) as ``identity``.
+
+        Template = ``(1/K) Σₖ embed(imageₖ)`` (for cosine, only its direction matters).
+        Returns True when ``identity`` was already enrolled and has been replaced, else False.
+        """
+        identity = _check_identity(identity)
+        batch = self._batch(images)
+        template = self._embed(batch).mean(0)  # (D,)
+        if self._image_shape is None:
+            self._image_shape = tuple(batch.shape[1:])
+        if identity in self._identities:
+            self._templates[self._identities.index(identity)] = template
+            return True
+        self._identities.append(identity)
+        self._templates = template[None] if len(self._identities) == 1 else torch.cat(
+            [self._templates, template[None]])
+        return False
+
+    def _check_not_empty(self) -> None:
+        if not self._identities:
+            raise ValueError("the gallery is empty: enrol at least one identity first")
+
+    # ----- search -----
+    def identify(self, images: torch.Tensor,
+                 threshold: float | None = None) -> tuple[list[Identity | None], torch.Tensor]:
+        """Nearest enrolled identity of each probe: open-set identification at rank 1.
+
+        Args:
+            images: probes ``(B, C, H, W)`` (or one ``(C, H, W)``).
+            threshold: a probe whose nearest distance is ``> threshold`` comes back as ``None``
+                (unknown). ``None`` (default): always return the nearest identity (a plain search).
+
+        Returns:
+            ``(identities, distances)``: a list of ``B`` identities (or ``None``) and the distances
+            ``(B,)`` to the nearest template. Ties go to the identity enrolled first.
+        """
+        self._check_not_empty()
+        limit = None if threshold is None else _check_threshold(threshold)
+        dist = pairwise(self._embed(self._batch(images)), self._templates, self.metric)  # (B, N)
+        nearest, index = dist.min(1)
+        names = [self._identities[i] for i in index.tolist()]
+        if limit is not None:
+            names = [n if d <= limit else None for n, d in zip(names, nearest.tolist())]
+        return names, nearest
+
+    def verify(self, identity: Identity, images: torch.Tensor,
+               threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Accept each probe as ``identity`` when ``distance(probe, template) ≤ threshold``.
+
+        Returns:
+            ``(accepted, distances)``: bool ``(B,)`` and float ``(B,)``.
+        """
+        self._check_not_empty()
+        identity = _check_identity(identity)
+        if identity not in self._identities:
+            known = ", ".join(repr(i) for i in self._identities[:10])
+            more = ", …" if len(self._identities) > 10 else ""
+            raise ValueError(f"identity={identity!r} is not enrolled (enrolled: {known}{more})")
+        limit = _check_threshold(threshold)
+        template = self._templates[self._identities.index(identity)][None]  # (1, D)
+        dist = pairwise(self._embed(self._batch(images)), template, self.metric)[:, 0]  # (B,)
+        return dist <= limit, dist
+
+    # ----- bookkeeping -----
+    @property
+    def identities(self) -> list[Identity]:
+        """Enrolled identities, in enrolment order (a copy)."""
+        return list(self._identities)
+
+    @property
+    def templates(self) -> torch.Tensor:
+        """The stored mean embeddings ``(N, D)``, row i ↔ ``identities[i]`` (a copy)."""
+        return self._templates.clone()
+
+    def __len__(self) -> int:
+        return len(self._identities)
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._identities
+
+    def __repr__(self) -> str:
+        if not self._identities:
+            return f"Gallery(empty, metric={self.metric!r})"
+        shown = ", ".join(repr(i) for i in self._identities[:5]) + (", …" if len(self) > 5 else "")
+        return (f"Gallery({len(self)} identities [{shown}], metric={self.metric!r}, "
+                f"dim={self._templates.shape[1]}, image_shape={self._image_shape})")
+
+    # ----- persistence -----
+    def save(self, path: str | PathLike) -> None:
+        """Write templates, identities, metric, image shape and the model fingerprint to ``path``.
+
+        Only tensors and JSON-able values: :meth:`load` reads it with ``torch.load(weights_only=True)``.
+        """
+        torch.save({"format": FORMAT, "metric": self.metric, "identities": list(self._identities),
+                    "templates": self._templates.clone(),
+                    "image_shape": None if self._image_shape is None else list(self._image_shape),
+                    "fingerprint": model_fingerprint(self.embed)}, path)
+
+    @classmethod
+    def load(cls, path: str | PathLike, embed: EmbedFn) -> Gallery:
+        """Read a gallery saved by :meth:`save`, to be used with ``embed``.
+
+        Raises ``ValueError`` when ``embed``'s model fingerprint differs from the saved one (a
+        different or retrained model would put probes in another embedding space). A plain function
+        has fingerprint ``None``: it matches only a gallery saved with a plain function.
+        """
+        data = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path!s} is not a saved Gallery (expected format {FORMAT!r})")
+        found = model_fingerprint(embed)
+        if found != data["fingerprint"]:
+            raise ValueError(f"embed's model fingerprint {found} differs from the one the gallery in "
+                             f"{path!s} was enrolled with ({data['fingerprint']}): load it with that model")
+        gallery = cls(embed, data["metric"])
+        gallery._identities = list(data["identities"])
+        gallery._templates = data["templates"]
+        shape = data["image_shape"]
+        gallery._image_shape = None if shape is None else tuple(shape)
+        return gallery
+
+
+# ----- verification rates -----
+def _check_pairs(distances: object, same: object) -> tuple[np.ndarray, np.ndarray]:
+    """Pair distances ``(P,)`` and bool ``same (P,)`` as float64 / bool numpy arrays, both classes present."""
+    distances = check_finite(check_tensor(distances, "distances"), "distances")
+    same = check_tensor(same, "same")
+    if distances.ndim != 1 or not distances.is_floating_point():
+        raise ValueError(f"distances must be a 1-D float tensor (P,), got shape {tuple(distances.shape)} "
+                         f"and dtype {distances.dtype}")
+    if same.ndim != 1 or same.dtype != torch.bool:
+        raise ValueError(f"same must be a 1-D bool tensor (P,), True = genuine, got shape "
+                         f"{tuple(same.shape)} and dtype {same.dtype}")
+    check_same_length(distances, same, "distances", "same")
+    n_genuine = int(same.sum())
+    if n_genuine == 0 or n_genuine == len(same):
+        raise ValueError(f"same has {n_genuine} genuine and {len(same) - n_genuine} impostor pairs: "
+                         "expected at least one of each")
+    return distances.detach().cpu().double().numpy(), same.cpu().numpy()
+
+
+def _roc(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's ROC on ``score = −distance``, thresholds turned back into distances.
+
+    ``roc_curve`` accepts when ``score ≥ t``, i.e. ``distance ≤ −t``. Its first point (FAR = TAR = 0)
+    has ``t = inf`` (or max + 1 in older versions); we set that distance threshold to ``−inf``: accept nothing.
+    """
+    fpr, tpr, score_thresholds = roc_curve(s, -d, drop_intermediate=False)
+    thresholds = -score_thresholds
+    thresholds[0] = -np.inf
+    return fpr, tpr, thresholds
+
+
+@dataclass
+class VerificationRates:
+    """ROC of pair distances (accept when ``distance ≤ threshold``); see :func:`verification_rates`.
+
+    ``fpr`` = FAR, ``tpr`` = TAR = 1 − FRR, at the distance ``thresholds`` (increasing; the first is
+    ``−inf``: accept nothing). ``tar_at_far`` maps a FAR target to the largest TAR with FAR ≤ target.
+    """
+
+    fpr: np.ndarray = field(repr=False)
+    tpr: np.ndarray = field(repr=False)
+    thresholds: np.ndarray = field(repr=False)
+    auc: float
+    eer: float
+    eer_threshold: float
+    tar_at_far: dict[float, float]
+    n_genuine: int
+    n_impostor: int
+    distances: np.ndarray = field(repr=False)
+    same: np.ndarray = field(repr=False)
+
+    @property
+    def frr(self) -> np.ndarray:
+        """FRR = 1 − TPR at each threshold (the DET curve plots ``fpr`` against it)."""
+        return 1.0 - self.tpr
+
+    def far_frr(self, threshold: float) -> tuple[float, float]:
+        """``(FAR, FRR)`` at a distance threshold, counted on the stored pairs.
+
+        ``FAR = #{impostor: d ≤ T} / n_impostor``, ``FRR = #{genuine: d > T} / n_genuine``.
+        """
+        t = check_number(threshold, "threshold", -math.inf)
+        far = float((self.distances[~self.same] <= t).mean())
+        frr = float((self.distances[self.same] > t).mean())
+        return far, frr
+
+
+def verification_rates(distances: torch.Tensor, same: torch.Tensor) -> VerificationRates:
+    """ROC, AUC, EER and TAR@FAR of pair distances, with scikit-learn.
+
+    Args:
+        distances: ``(P,)`` float distances of P pairs (small = similar).
+        same: ``(P,)`` bool, True = genuine pair (same identity), False = impostor.
+
+    * ROC: ``roc_curve(same, −distance, drop_intermediate=False)``; AUC: ``roc_auc_score``.
+    * EER: at ``i = argmin |(1 − tpr) − fpr|`` over the ROC points, ``eer = ((1 − tpr[i]) + fpr[i]) / 2``
+      (FRR and FAR rarely meet exactly with finitely many pairs; the mean is the middle of the gap),
+      ``eer_threshold = thresholds[i]``. Ties of ``|…|`` go to the smallest threshold.
+    * TAR@FAR: for each target in ``FAR_TARGETS`` (10⁻¹, 10⁻², 10⁻³), ``max tpr where fpr ≤ target``;
+      a target is left out when there are fewer than ``10 / target`` impostor pairs to resolve it.
+    """
+    d, s = _check_pairs(distances, same)
+    fpr, tpr, thresholds = _roc(d, s)
+    n_genuine, n_impostor = int(s.sum()), int((~s).sum())
+    # |FRR − FAR| = |FN·n_impostor − FP·n_genuine| / (n_genuine·n_impostor): compared in integers, so
+    # equal gaps tie exactly and the first (smallest threshold) wins
+    fn, fp = np.rint((1 - tpr) * n_genuine).astype(np.int64), np.rint(fpr * n_impostor).astype(np.int64)
+    i = int(np.argmin(np.abs(fn * n_impostor - fp * n_genuine)))
+    tar_at_far = {target: float(tpr[fpr <= target].max()) for target in FAR_TARGETS
+                  if n_impostor >= round(10 / target)}
+    return VerificationRates(fpr=fpr, tpr=tpr, thresholds=thresholds,
+                             auc=float(roc_auc_score(s, -d)), eer=float(((1 - tpr[i]) + fpr[i]) / 2),
+                             eer_threshold=float(thresholds[i]), tar_at_far=tar_at_far,
+                             n_genuine=n_genuine, n_impostor=n_impostor, distances=d, same=s)
+
+
+def threshold_at_far(distances: torch.Tensor, same: torch.Tensor, far: float) -> float:
+    """Calibrate: the largest observed pair distance ``T`` with ``FAR(T) ≤ far`` on these pairs.
+
+    ``FAR(T) = #{impostor pairs: distance ≤ T} / #impostor pairs``. Always calibrate on held-out
+    (calibration) pairs and apply ``T`` to a disjoint test split, never on the test split itself: a
+    threshold tuned on the test pairs reports a FAR the system will not have on new data.
+
+    Args:
+        distances: ``(P,)`` calibration pair distances; same: ``(P,)`` bool, True = genuine.
+        far: target FAR in (0, 1]. Needs at least ``1 / far`` impostor pairs.
+    """
+    far = check_number(far, "far", 0.0, strict=True)
+    if far > 1:
+        raise ValueError(f"far={far!r}: expected a number in (0, 1]")
+    d, s = _check_pairs(distances, same)
+    n_impostor = int((~s).sum())
+    if n_impostor * far < 1 - 1e-9:
+        raise ValueError(f"far={far!r} needs at least {math.ceil(1 / far - 1e-9)} impostor pairs to "
+                         f"resolve, got {n_impostor}")
+    fpr, _, thresholds = _roc(d, s)
+    best = float(thresholds[fpr <= far].max())
+    if best == -math.inf:
+        raise ValueError(f"no observed distance gives FAR ≤ far={far!r}: the nearest impostor pairs tie "
+                         "and are nearer than every genuine pair")
+    return best
+
+
+# ----- open-set identification -----
+@dataclass
+class OpenSetRates:
+    """DIR and FPIR (ISO/IEC 19795-1, rank 1) at distance ``thresholds``; see :func:`open_set_rates`."""
+
+    thresholds: np.ndarray = field(repr=False)
+    dir: np.ndarray = field(repr=False)
+    fpir: np.ndarray = field(repr=False)
+    n_mated: int
+    n_nonmated: int
+    mated_distances: np.ndarray = field(repr=False)
+    mated_correct: np.ndarray = field(repr=False)
+    nonmated_distances: np.ndarray = field(repr=False)
+
+    def at(self, threshold: float) -> tuple[float, float]:
+        """``(DIR, FPIR)`` at one distance threshold, counted on the stored searches."""
+        t = check_number(threshold, "threshold", -math.inf)
+        dir_, fpir = _dir_fpir(self, np.array([t]))
+        return float(dir_[0]), float(fpir[0])
+
+    def dir_at_fpir(self, target: float) -> float:
+        """The largest DIR over all thresholds with FPIR ≤ ``target`` (exact, not on the threshold grid).
+
+        DIR and FPIR only change at observed distances, so trying every observed distance (and "accept
+        nothing") finds it.
+        """
+        target = check_number(target, "target", 0.0)
+        if target > 1:
+            raise ValueError(f"target={target!r}: expected a number in [0, 1]")
+        candidates = np.concatenate([[-np.inf], self.mated_distances, self.nonmated_distances])
+        dir_, fpir = _dir_fpir(self, candidates)
+        return float(dir_[fpir <= target].max())
+
+
+def _dir_fpir(rates: OpenSetRates, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``DIR(T) = mean[correct ∧ d_mated ≤ T]``, ``FPIR(T) = mean[d_nonmated ≤ T]``, for each T."""
+    hit = rates.mated_correct[None, :] & (rates.mated_distances[None, :] <= thresholds[:, None])
+    fpir = (rates.nonmated_distances[None, :] <= thresholds[:, None]).mean(1)
+    return hit.mean(1), fpir
+
+
+def _check_search(search: object, name: str) -> tuple[list, np.ndarray]:
+    """``(identities, distances)`` as returned by :meth:`Gallery.identify` with ``threshold=None``."""
+    if not isinstance(search, tuple) or len(search) != 2:
+        raise TypeError(f"{name} must be the (identities, distances) pair returned by Gallery.identify, "
+                        f"got {type(search).__name__}")
+    identities, distances = search
+    distances = check_finite(check_tensor(distances, f"{name} distances"), f"{name} distances")
+    if distances.ndim != 1 or len(identities) != len(distances) or len(distances) == 0:
+        raise ValueError(f"{name}: expected B ≥ 1 identities and distances (B,), got {len(identities)} "
+                         f"identities and distances of shape {tuple(distances.shape)}")
+    if any(i is None for i in identities):
+        raise ValueError(f"{name} holds unknown (None) identities: search with identify(images) "
+                         "(threshold=None), the threshold is applied here")
+    return list(identities), distances.detach().cpu().double().numpy()
+
+
+def open_set_rates(mated: tuple[list, torch.Tensor], true_identities: Sequence[Identity],
+                   nonmated: tuple[list, torch.Tensor],
+                   thresholds: torch.Tensor | None = None) -> OpenSetRates:
+    """Open-set identification rates at rank 1: DIR against FPIR over distance thresholds.
+
+    Args:
+        mated: ``gallery.identify(mated_probes)`` (threshold None): probes whose identity is enrolled.
+        true_identities: the true identity of each mated probe (``B_m`` entries).
+        nonmated: ``gallery.identify(nonmated_probes)``: probes of identities never enrolled.
+        thresholds: ``(T,)`` distance thresholds; default: every observed distance, increasing.
+
+    * ``DIR(T)  = #{mated: rank-1 identity right and d ≤ T} / #mated``  (= 1 − FNIR at rank 1)
+    * ``FPIR(T) = #{non-mated: d ≤ T} / #non-mated``
+    """
+    identities, d_mated = _check_search(mated, "mated")
+    _, d_non = _check_search(nonmated, "nonmated")
+    if len(true_identities) != len(identities):
+        raise ValueError(f"true_identities has {len(true_identities)} entries for {len(identities)} "
+                         "mated searches")
+    correct = np.array([i == t for i, t in zip(identities, true_identities)], dtype=bool)
+    if thresholds is None:
+        grid = np.unique(np.concatenate([d_mated, d_non]))
+    else:
+        thresholds = check_finite(check_tensor(thresholds, "thresholds"), "thresholds")
+        if thresholds.ndim != 1 or len(thresholds) == 0:
+            raise ValueError(f"thresholds must be 1-D and non-empty, got shape {tuple(thresholds.shape)}")
+        grid = thresholds.detach().cpu().double().numpy()
+    rates = OpenSetRates(thresholds=grid, dir=np.empty(0), fpir=np.empty(0), n_mated=len(d_mated),
+                         n_nonmated=len(d_non), mated_distances=d_mated, mated_correct=correct,
+                         nonmated_distances=d_non)
+    rates.dir, rates.fpir = _dir_fpir(rates, grid)
+    return rates

@@ -1,0 +1,160 @@
+"""Chapter 8's pieces: the prototypical loss by hand, episodes as training batches, and the
+``python -m fewshot oneshot`` command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fewshot.__main__ import main
+from fewshot.compare import CHARACTER_METHODS, ONESHOT_COLUMNS, oneshot_markdown
+from fewshot.episodes import EpisodeBatches
+from fewshot.losses import prototypical_loss
+from fewshot.train import episode_step
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -------------------------------------------------------------------------------------------
+# The prototypical loss, computed on paper
+
+
+def test_prototypical_loss_two_way_one_shot_in_1d() -> None:
+    # prototypes c0 = 0, c1 = 2 (K = 1: the support images themselves)
+    support = torch.tensor([[[0.0]], [[2.0]]], dtype=torch.float64)  # (N=2, K=1, D=1)
+    query = torch.tensor([[[0.5]], [[2.0]]], dtype=torch.float64)  # (N=2, Q=1, D=1)
+    # query of class 0 at 0.5: squared distances 0.25 and 2.25 → logits (−0.25, −2.25)
+    #   loss = −log(e^−0.25 / (e^−0.25 + e^−2.25)) = log(1 + e^−2)
+    # query of class 1 at 2: squared distances 4 and 0 → logits (−4, 0): loss = log(1 + e^−4)
+    per_query = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-4))]
+    none = prototypical_loss(support, query, reduction="none")
+    assert none.tolist() == pytest.approx(per_query, rel=1e-6)
+    assert prototypical_loss(support, query).item() == pytest.approx(sum(per_query) / 2, rel=1e-6)
+    assert prototypical_loss(support, query, "sum").item() == pytest.approx(sum(per_query), rel=1e-6)
+
+
+def test_prototypical_loss_two_way_in_2d_uses_squared_distance() -> None:
+    support = torch.tensor([[[0.0, 0.0]], [[1.0, 1.0]]], dtype=torch.float64)  # c0, c1
+    query = torch.tensor([[[0.0, 0.5]], [[1.0, 1.0]]], dtype=torch.float64)
+    # class-0 query (0, 0.5): d² = 0.25 to c0, 1 + 0.25 = 1.25 to c1 → log(1 + e^−1)
+    # class-1 query (1, 1): d² = 2 to c0, 0 to c1 → log(1 + e^−2)
+    # (plain distances would give 0.5 vs 1.118 and log(1 + e^−0.618), log(1 + e^−1.414))
+    expected = [math.log1p(math.exp(-1)), math.log1p(math.exp(-2))]
+    assert prototypical_loss(support, query, "none").tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_prototypical_loss_prototype_is_the_support_mean() -> None:
+    # K = 2: class 0's support at 0 and 2 → prototype 1; class 1's at 2 and 4 → prototype 3
+    support = torch.tensor([[[0.0], [2.0]], [[2.0], [4.0]]], dtype=torch.float64)
+    query = torch.tensor([[[2.0]], [[3.5]]], dtype=torch.float64)
+    # class-0 query at 2 is equidistant (d² = 1) from both prototypes: loss log 2
+    # class-1 query at 3.5: d² 6.25 and 0.25 → log(1 + e^−6)
+    expected = [math.log(2), math.log1p(math.exp(-6))]
+    assert prototypical_loss(support, query, "none").tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_prototypical_loss_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="support"):
+        prototypical_loss(torch.zeros(2, 1, 3), torch.zeros(3, 1, 3))
+    with pytest.raises(ValueError, match="support"):
+        prototypical_loss(torch.zeros(2, 3), torch.zeros(2, 1, 3))
+
+
+# -------------------------------------------------------------------------------------------
+# Episodes as training batches
+
+
+def test_episode_batches_are_class_by_class_support_then_query() -> None:
+    shuffle = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(10).repeat_interleave(6)[shuffle]
+    n, k, q = 4, 2, 3
+    batches = list(EpisodeBatches(labels, n, k, q, episodes=7, seed=0))
+    assert len(batches) == 7
+    for batch in batches:
+        assert len(batch) == n * (k + q)
+        assert len(set(batch)) == len(batch)  # no image is both support and query
+        by_class = labels[torch.tensor(batch)].view(n, k + q)
+        assert (by_class == by_class[:, :1]).all()  # each row is one class
+        assert len(by_class[:, 0].unique()) == n  # N different classes
+    again = list(EpisodeBatches(labels, n, k, q, episodes=7, seed=0))
+    assert again == batches  # seeded
+
+
+class Identity(torch.nn.Module):
+    def get_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def test_episode_step_splits_each_class_into_k_support_and_the_rest_query() -> None:
+    # 2 classes × (K=1 support + Q=1 query) in EpisodeBatches' layout: s0, q0, s1, q1
+    images = torch.tensor([[0.0], [0.5], [2.0], [2.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = episode_step(k_shot=1)(Identity(), images, labels)
+    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-4))) / 2  # as by hand above
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # K=2 reads the first two of each class as support
+    images = torch.tensor([[0.0], [2.0], [2.0], [2.0], [4.0], [3.5]], dtype=torch.float64)
+    loss2 = episode_step(k_shot=2)(Identity(), images, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert loss2.item() == pytest.approx((math.log(2) + math.log1p(math.exp(-6))) / 2, rel=1e-9)
+
+
+def test_episode_step_rejects_bad_k_shot() -> None:
+    with pytest.raises((ValueError, TypeError)):
+        episode_step(0)
+
+
+# -------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.mark.parametrize("argv", [
+    ["oneshot", "--epochs", "0"],
+    ["oneshot", "--epochs", "two"],
+    ["oneshot", "--seed", "-1"],
+    ["oneshot", "--methods", "nearest_neighbour"],
+    ["oneshot", "--shots", "5"],
+])
+def test_oneshot_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_oneshot_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
+    env = {**os.environ, "FEWSHOT_FAST": "1", "FEWSHOT_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "FEWSHOT_PROGRESS": "0", "FEWSHOT_CACHE_DIR": str(tmp_path / "cache"),
+           "FEWSHOT_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "fewshot", "oneshot", "--json", "--epochs", "1",
+                           "--methods", "protonet"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)  # stdout is JSON only; notes went to stderr
+    assert "Characters: printed characters" in done.stderr
+    assert [r["method"] for r in rows] == ["pixels", "protonet"]
+    for row in rows:
+        assert set(row) == set(ONESHOT_COLUMNS)
+        assert row["data"] == "printed"
+        for key in ONESHOT_COLUMNS[2:-1]:
+            assert isinstance(row[key], float) and 0.0 <= row[key] <= 1.0, (key, row[key])
+        assert row["train_seconds"] >= 0.0
+        # more ways are harder, more shots easier (for pixels, exactly; trained: nearly always)
+        assert row["fewshot_20way_1shot"] < row["fewshot_5way_1shot"]
+    assert rows[0]["train_seconds"] == 0.0
+    assert rows[1]["train_seconds"] > 0.0
+    table = oneshot_markdown(rows)
+    assert table.splitlines()[0].startswith("| method | 5-way 1-shot")
+    assert "| protonet |" in table
+
+
+def test_character_methods_cover_the_chapter() -> None:
+    methods = {spec["method"] for spec in CHARACTER_METHODS.values()}
+    assert {"siamese", "triplet", "protonet"} <= methods
+    assert methods & {"arcface", "cosface"}
