@@ -24,6 +24,8 @@ a printable name for each label (to title a gallery).
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 import os
 import socket
@@ -93,14 +95,14 @@ class Distortion:
         thickness: (low, high) stroke change in pixels at 2× (−1 thins, +1.5 thickens).
     """
 
-    rotation_deg: float = 15.0
-    shear: float = 0.25
-    scale: tuple[float, float] = (0.8, 1.1)
-    aspect: tuple[float, float] = (0.85, 1.15)
-    shift_px: float = 1.5
-    elastic_px: float = 1.5
+    rotation_deg: float = 10.0
+    shear: float = 0.2
+    scale: tuple[float, float] = (0.85, 1.05)
+    aspect: tuple[float, float] = (0.9, 1.1)
+    shift_px: float = 1.0
+    elastic_px: float = 1.0
     elastic_grid: int = 4
-    thickness: tuple[float, float] = (-1.0, 1.5)
+    thickness: tuple[float, float] = (-0.5, 1.0)
 
 
 DISTORTION = Distortion()
@@ -465,7 +467,8 @@ def printed_characters(seed: int = DEFAULT_SEED) -> dict:
 
 def _printed(seed: int) -> dict:
     """:func:`printed_characters`, cached on disk in ``FEWSHOT_DATA_DIR`` (a corrupt file is remade)."""
-    path = _data_dir() / f"printed_characters_v{_CACHE_VERSION}_seed{seed}.pt"
+    recipe = hashlib.sha256(repr(DISTORTION).encode()).hexdigest()[:8]  # new distortions: new file
+    path = _data_dir() / f"printed_characters_v{_CACHE_VERSION}_{recipe}_seed{seed}.pt"
     blob = _load_cache(path)
     if (blob is not None and blob.get("seed") == seed and isinstance(blob.get("codes"), torch.Tensor)
             and all(_valid_pixels(blob, s) for s in SPLITS)):

@@ -135,7 +135,9 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
         raise ValueError(f"batch_size={batch_size}: a batch of one cannot train BatchNorm; use ≥ 2")
     device = device or get_device()
     progress = env_flag("FEWSHOT_PROGRESS", True) if progress is None else progress
-    model.to(device)
+    # channels_last: the book's CNN trains 1.1–1.2× faster in it on a CPU (benchmarks/bench_train.py)
+    layout = torch.channels_last if images.ndim == 4 else torch.contiguous_format
+    model.to(device, memory_format=layout)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     g = generator(seed)
 
@@ -156,7 +158,8 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
         model.train()
         total, count = 0.0, 0
         for idx in batches():
-            x, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
+            x = images[idx].to(device, non_blocking=True).contiguous(memory_format=layout)
+            y = labels[idx].to(device, non_blocking=True)
             loss = step(model, x, y)
             if not torch.isfinite(loss):
                 raise ValueError(f"the training loss became {loss.item()} in epoch {epoch + 1} "
