@@ -17,15 +17,22 @@ instead of the episode CI. ``python -m fewshot compare [--json]`` prints the sam
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Sequence
 
+import torch
+
 from .characters import characters_kind, load_run_characters
-from .checks import check_int
+from .checks import check_choice, check_int
 from .config import get_profile, resolve_seed
 from .data import load_run_data
+from .distances import pairwise
 from .episodes import DEFAULT_UNSEEN, split_classes
 from .evaluate import evaluate, pm
+from .models import embed
 from .recipes import METHODS, default_miner, metric_of, train_method
+from .verify import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates, threshold_at_far,
+                     verification_rates)
 
 DEFAULT_DIMS = (2, 32)
 DEFAULT_METHODS = ("softmax", "siamese", "triplet")
@@ -127,26 +134,38 @@ def caption(rows: list[dict]) -> str:
     return "few-shot: mean ± 95% CI over episodes, one training seed"
 
 
-def format_table(rows: list[dict]) -> str:
-    """A plain-text table of :func:`compare`'s rows (text columns left, numbers right)."""
-    table = [list(HEADERS)] + [_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-             for line in table]
+def text_table(headers: Sequence[str], cells: list[list[str]], note: str, left: int = 2) -> str:
+    """A plain-text table for the command line: the first ``left`` columns left-aligned, numbers
+    right-aligned, a rule under the header, and ``note`` in brackets below."""
+    table = [list(headers)] + cells
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(line, widths))) for line in table]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines + [f"({caption(rows)})"])
+    return "\n".join(lines + [f"({note})"])
+
+
+def markdown(headers: Sequence[str], cells: list[list[str]], note: str, left: int = 1) -> str:
+    """A Markdown table (for ``IPython.display.Markdown``): numbers right-aligned, ``note`` in italics."""
+    align = ["---"] * left + ["---:"] * (len(headers) - left)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines + ["", f"*{note}*"])
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of :func:`compare`'s rows."""
+    return text_table(HEADERS, [_cells(r) for r in rows], caption(rows))
 
 
 def markdown_table(rows: list[dict]) -> str:
     """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``)."""
-    long = {"5w1s": "1-shot", "5w5s": "5-shot"}  # short headers: the table fits the page
-    lines = ["| " + " | ".join(long.get(h, h) for h in HEADERS) + " |",
-             "| --- | --- | " + " | ".join(["---:"] * (len(HEADERS) - 2)) + " |"]
+    short = {"5w1s": "1-shot", "5w5s": "5-shot"}  # short headers: the table fits the page
     # non-breaking spaces keep "34.0 ± 0.9%" on one line in a narrow column
-    lines += ["| " + " | ".join(c.replace(" ", "\u00a0") for c in _cells(r)) + " |"
-              for r in rows]
-    return "\n".join(lines + ["", f"*P@1: precision@1; 1-shot, 5-shot: 5-way on the unseen "
-                                   f"digits; {caption(rows)}*"])
+    cells = [[c.replace(" ", "\u00a0") for c in _cells(r)] for r in rows]
+    return markdown([short.get(h, h) for h in HEADERS], cells,
+                    f"P@1: precision@1; 1-shot, 5-shot: 5-way on the unseen digits; {caption(rows)}",
+                    left=2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -225,13 +244,10 @@ def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = 
 
 def oneshot_markdown(rows: list[dict]) -> str:
     """:func:`oneshot`'s rows as a Markdown table (accuracy ± 95% CI over episodes)."""
-    heads = [f"{n}-way {k}-shot" for n, k in ONESHOT_SETTINGS]
-    lines = ["| method | " + " | ".join(heads) + " | train s |",
-             "| --- | " + " | ".join(["---:"] * (len(heads) + 1)) + " |"]
-    for r in rows:
-        cells = [cell(r, f"fewshot_{n}way_{k}shot") for n, k in ONESHOT_SETTINGS]
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} |")
-    return "\n".join(lines + ["", "*mean ± 95% CI over episodes on the evaluation characters*"])
+    heads = ["method", *(f"{n}-way {k}-shot" for n, k in ONESHOT_SETTINGS), "train s"]
+    cells = [[r["method"], *(cell(r, f"fewshot_{n}way_{k}shot") for n, k in ONESHOT_SETTINGS),
+              f"{r['train_seconds']:.0f}"] for r in rows]
+    return markdown(heads, cells, "mean ± 95% CI over episodes on the evaluation characters")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,15 +255,6 @@ def oneshot_markdown(rows: list[dict]) -> str:
 # identification on identities no model was trained on. Thresholds are calibrated on identities
 # (characters) or images (MNIST) disjoint from the test ones; no number uses a test-tuned threshold.
 
-from dataclasses import dataclass as _dataclass  # noqa: E402  (this section's own imports)
-
-import torch as _torch  # noqa: E402
-
-from .checks import check_choice  # noqa: E402
-from .distances import pairwise as _pairwise  # noqa: E402
-from .models import embed as _embed  # noqa: E402
-from .verify import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates,  # noqa: E402
-                     threshold_at_far, verification_rates)
 
 VERIFY_DATA = ("characters", "mnist")
 VERIFY_METHODS: dict[str, tuple[str, ...]] = {
@@ -261,7 +268,7 @@ MAX_SHOTS = 5  # enrolment images set aside per enrolled identity (K-shot enrolm
 MNIST_ENROLLED = 3  # of the 5 unseen digits, 3 are enrolled and 2 never are (open-set on MNIST)
 
 
-@_dataclass
+@dataclass
 class VerificationSplit:
     """Which images play which role in one split of the protocol (indices into the evaluation set).
 
@@ -276,16 +283,16 @@ class VerificationSplit:
     """
 
     name: str
-    enrol: dict[int, _torch.Tensor]
-    mated: _torch.Tensor
-    nonmated: _torch.Tensor
-    pairs: _torch.Tensor | None = None
+    enrol: dict[int, torch.Tensor]
+    mated: torch.Tensor
+    nonmated: torch.Tensor
+    pairs: torch.Tensor | None = None
 
     def identities(self) -> list[int]:
         return list(self.enrol)
 
 
-def verification_splits(labels: _torch.Tensor, data: str = "characters",
+def verification_splits(labels: torch.Tensor, data: str = "characters",
                         seed: int | None = None) -> dict[str, VerificationSplit]:
     """The protocol's calibration and test splits of the evaluation images ``labels (N,)``.
 
@@ -299,11 +306,11 @@ def verification_splits(labels: _torch.Tensor, data: str = "characters",
       pair of the half's images is a verification pair (each image enrolled in turn).
     """
     check_choice(data, "data", VERIFY_DATA)
-    g = _torch.Generator().manual_seed(resolve_seed(seed))
+    g = torch.Generator().manual_seed(resolve_seed(seed))
     ids = labels.unique()
-    ids = ids[_torch.randperm(len(ids), generator=g)]
+    ids = ids[torch.randperm(len(ids), generator=g)]
     images = {int(c): (labels == c).nonzero().flatten() for c in ids.tolist()}
-    images = {c: rows[_torch.randperm(len(rows), generator=g)] for c, rows in images.items()}
+    images = {c: rows[torch.randperm(len(rows), generator=g)] for c, rows in images.items()}
     if data == "characters":
         if len(ids) < 8 or min(len(r) for r in images.values()) <= MAX_SHOTS:
             raise ValueError(f"the characters protocol needs ≥ 8 identities with > {MAX_SHOTS} "
@@ -314,8 +321,8 @@ def verification_splits(labels: _torch.Tensor, data: str = "characters",
             enrolled, never = members[:len(members) // 2], members[len(members) // 2:]
             splits[name] = VerificationSplit(
                 name, {c: images[c][:MAX_SHOTS] for c in enrolled},
-                _torch.cat([images[c][MAX_SHOTS:] for c in enrolled]),
-                _torch.cat([images[c][MAX_SHOTS:] for c in never]))
+                torch.cat([images[c][MAX_SHOTS:] for c in enrolled]),
+                torch.cat([images[c][MAX_SHOTS:] for c in never]))
         return splits
     if len(ids) <= MNIST_ENROLLED or min(len(r) for r in images.values()) < 2 * (MAX_SHOTS + 1):
         raise ValueError(f"the mnist protocol needs > {MNIST_ENROLLED} digits with ≥ "
@@ -326,12 +333,12 @@ def verification_splits(labels: _torch.Tensor, data: str = "characters",
         mine = {c: rows[part::2] for c, rows in images.items()}  # alternate images: disjoint halves
         splits[name] = VerificationSplit(
             name, {c: mine[c][:MAX_SHOTS] for c in enrolled},
-            _torch.cat([mine[c][MAX_SHOTS:] for c in enrolled]),
-            _torch.cat([mine[c] for c in never]), pairs=_torch.cat(list(mine.values())).sort().values)
+            torch.cat([mine[c][MAX_SHOTS:] for c in enrolled]),
+            torch.cat([mine[c] for c in never]), pairs=torch.cat(list(mine.values())).sort().values)
     return splits
 
 
-def verification_pairs(embeddings: _torch.Tensor, labels: _torch.Tensor, split: VerificationSplit,
+def verification_pairs(embeddings: torch.Tensor, labels: torch.Tensor, split: VerificationSplit,
                        metric: str, shots: int = 1) -> tuple[VerificationRates, OpenSetRates]:
     """Run one split of the protocol on precomputed ``embeddings (N, D)`` of the evaluation images.
 
@@ -344,25 +351,25 @@ def verification_pairs(embeddings: _torch.Tensor, labels: _torch.Tensor, split: 
     if shots > MAX_SHOTS:
         raise ValueError(f"shots={shots!r}: at most {MAX_SHOTS} enrolment images are set aside")
     ids = split.identities()
-    templates = _torch.stack([embeddings[split.enrol[c][:shots]].mean(0) for c in ids])  # (E, D)
-    probes = _torch.cat([split.mated, split.nonmated])
-    dist = _pairwise(embeddings[probes], templates, metric)  # (P, E)
+    templates = torch.stack([embeddings[split.enrol[c][:shots]].mean(0) for c in ids])  # (E, D)
+    probes = torch.cat([split.mated, split.nonmated])
+    dist = pairwise(embeddings[probes], templates, metric)  # (P, E)
     nearest, index = dist.min(1)
     found = [ids[i] for i in index.tolist()]
     m = len(split.mated)
     open_set = open_set_rates((found[:m], nearest[:m]), labels[split.mated].tolist(),
                               (found[m:], nearest[m:]))
     if split.pairs is None:  # (probe, template) pairs
-        same = labels[probes][:, None] == _torch.tensor(ids)[None, :]
+        same = labels[probes][:, None] == torch.tensor(ids)[None, :]
         rates = verification_rates(dist.flatten().double(), same.flatten())
     else:  # every pair of the split's images
         emb, y = embeddings[split.pairs], labels[split.pairs]
-        i, j = _torch.triu_indices(len(y), len(y), offset=1)
-        rates = verification_rates(_pairwise(emb, emb, metric)[i, j].double(), y[i] == y[j])
+        i, j = torch.triu_indices(len(y), len(y), offset=1)
+        rates = verification_rates(pairwise(emb, emb, metric)[i, j].double(), y[i] == y[j])
     return rates, open_set
 
 
-@_dataclass
+@dataclass
 class VerificationResult:
     """One method through the whole protocol: test rates and thresholds from the calibration split.
 
@@ -378,7 +385,7 @@ class VerificationResult:
     calibration: VerificationRates
     thresholds: dict[float, float]
     open_set_threshold: float
-    embeddings: _torch.Tensor
+    embeddings: torch.Tensor
 
     def row(self) -> dict:
         """The table row: keys :data:`VERIFY_COLUMNS` (FAR targets as strings, e.g. ``"0.01"``).
@@ -401,16 +408,16 @@ def calibrate(rates: VerificationRates, open_set: OpenSetRates) -> tuple[dict[fl
     """Thresholds from one (calibration) split: one per FAR in ``FAR_TARGETS`` that its impostor
     pairs resolve, and the open-set threshold with FPIR ≤ ``OPEN_SET_FPIR`` on its non-mated probes
     (its largest non-mated search distance that keeps FPIR within the target)."""
-    d, same = _torch.from_numpy(rates.distances), _torch.from_numpy(rates.same)
+    d, same = torch.from_numpy(rates.distances), torch.from_numpy(rates.same)
     thresholds = {far: threshold_at_far(d, same, far) for far in FAR_TARGETS
                   if rates.n_impostor * far >= 10}
-    searches = _torch.from_numpy(open_set.mated_distances[open_set.mated_correct])
-    searches = _torch.cat([searches, _torch.from_numpy(open_set.nonmated_distances)])
-    is_mated = _torch.arange(len(searches)) < int(open_set.mated_correct.sum())
+    searches = torch.from_numpy(open_set.mated_distances[open_set.mated_correct])
+    searches = torch.cat([searches, torch.from_numpy(open_set.nonmated_distances)])
+    is_mated = torch.arange(len(searches)) < int(open_set.mated_correct.sum())
     return thresholds, threshold_at_far(searches, is_mated, OPEN_SET_FPIR)
 
 
-def verification_data(data: str = "characters") -> tuple[_torch.Tensor, _torch.Tensor]:
+def verification_data(data: str = "characters") -> tuple[torch.Tensor, torch.Tensor]:
     """The evaluation images no model trained on: every evaluation character, or MNIST's unseen
     test digits (5–9)."""
     check_choice(data, "data", VERIFY_DATA)
@@ -468,7 +475,7 @@ def verification_results(data: str = "characters", seed: int | None = None, *,
     results = []
     for method in methods:
         model, metric = verification_model(method, data, seed, epochs=epochs, progress=progress)
-        emb = _embed(model, images)
+        emb = embed(model, images)
         cal_rates, cal_open = verification_pairs(emb, labels, splits["calibration"], metric)
         thresholds, open_threshold = calibrate(cal_rates, cal_open)
         test_rates, test_open = verification_pairs(emb, labels, splits["test"], metric)
@@ -499,20 +506,14 @@ VERIFY_HEADERS = ("method", "distance", "AUC", "EER", *(f"TAR@FAR {f:g}" for f i
 
 def verification_markdown(rows: list[dict]) -> str:
     """:func:`verification_table`'s rows as a Markdown table."""
-    lines = ["| " + " | ".join(VERIFY_HEADERS) + " |",
-             "| --- | --- | " + " | ".join(["---:"] * (len(VERIFY_HEADERS) - 2)) + " |"]
-    lines += ["| " + " | ".join(_verify_cells(r)) + " |" for r in rows]
-    return "\n".join(lines + ["", "*test identities only; TAR and DIR at thresholds calibrated on "
-                                  "the disjoint calibration split*"])
+    return markdown(VERIFY_HEADERS, [_verify_cells(r) for r in rows],
+                    "test identities only; TAR and DIR at thresholds calibrated on the disjoint "
+                    "calibration split", left=2)
 
 
 def format_verification_table(rows: list[dict]) -> str:
     """A plain-text version of :func:`verification_markdown` (for the command line)."""
-    table = [list(VERIFY_HEADERS)] + [_verify_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(VERIFY_HEADERS))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-             for line in table]
-    lines.insert(1, "-" * len(lines[0]))
     data = rows[0]["data"] if rows else "?"
-    return "\n".join(lines + [f"({data}: test identities; TAR and DIR at thresholds calibrated on "
-                              "the calibration split)"])
+    return text_table(VERIFY_HEADERS, [_verify_cells(r) for r in rows],
+                      f"{data}: test identities; TAR and DIR at thresholds calibrated on the "
+                      "calibration split")
