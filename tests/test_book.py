@@ -18,14 +18,16 @@ BOOK = ROOT / "book"
 NOTEBOOKS = sorted(p for p in BOOK.glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
-SETUP_CELL = '''# Colab: install the book's helper package `fewshot` from the repository (does nothing elsewhere).
+SETUP_CELL = '''# Colab: install the book's helper package `fewshot` from the repository
+# (does nothing elsewhere).
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
     REPOSITORY = "{url}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPOSITORY}}@{branch}"], check=True)'''
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    f"git+{{REPOSITORY}}@{branch}"], check=True)'''
 
 
 def expected_setup_cell() -> str:
@@ -100,7 +102,7 @@ def test_chapter_template(path: Path) -> None:
     text = markdown(path)
     assert re.search(r"^## Exercises", text, re.M), f"{path.name} has no Exercises section"
     assert re.search(r"^## Summary", text, re.M), f"{path.name} has no Summary section"
-    long = [line for src in code[1:] for line in src.splitlines() if len(line) > 80]
+    long = [line for src in code for line in src.splitlines() if len(line) > 80]
     assert not long, f"{path.name}: code lines over 80 characters: {long[:3]}"
 
 
