@@ -28,7 +28,6 @@ import hashlib
 
 import math
 import os
-import socket
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -39,13 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_choice, check_int
-from .config import DEFAULT_SEED, get_profile
-from .data import MNIST_MEAN, MNIST_STD
+from .config import DEFAULT_SEED, env_flag, get_profile
+from .data import DOWNLOAD_TIMEOUT, MNIST_MEAN, MNIST_STD, data_dir, download_timeout, plain_reason
 
 BACKGROUND_SPLIT, EVALUATION_SPLIT = "background", "evaluation"
 SPLITS = (BACKGROUND_SPLIT, EVALUATION_SPLIT)
 INSTANCES_PER_CLASS = 20
-DOWNLOAD_TIMEOUT_S = 20.0  # a network that never answers falls back after this long
+DOWNLOAD_TIMEOUT_S = DOWNLOAD_TIMEOUT  # a network that never answers falls back after this long
 
 # The printed fallback's faces ("writers"): matplotlib's Unicode text faces. Computer Modern is
 # left out (its character maps follow TeX's layout, not Unicode), and so are the Display faces
@@ -112,14 +111,6 @@ DISTORTION = Distortion()
 # Where things live
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("FEWSHOT_DATA_DIR", Path.home() / ".cache" / "fewshot"))
-
-
-def _offline() -> bool:
-    return os.environ.get("FEWSHOT_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _font_dir() -> Path:
     import matplotlib
 
@@ -167,12 +158,8 @@ def _omniglot_split(background: bool) -> tuple[torch.Tensor, torch.Tensor, list[
     """One Omniglot split as inverted 28×28 uint8 pixels ``(N, 28, 28)``, labels ``(N,)`` and names."""
     from torchvision.datasets import Omniglot
 
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        ds = Omniglot(str(_data_dir()), background=background, download=True)
-    finally:
-        socket.setdefaulttimeout(old)
+    with download_timeout(DOWNLOAD_TIMEOUT_S):
+        ds = Omniglot(str(data_dir()), background=background, download=True)
     from PIL import Image
 
     pixels, labels = [], []
@@ -188,7 +175,7 @@ def _omniglot_split(background: bool) -> tuple[torch.Tensor, torch.Tensor, list[
 
 def _omniglot() -> dict:
     """Both Omniglot splits (downloaded and converted once, then cached as a tensor file)."""
-    path = _data_dir() / "omniglot_28x28.pt"
+    path = data_dir() / "omniglot_28x28.pt"
     blob = _load_cache(path)
     if blob is not None and all(_valid_pixels(blob, s) for s in SPLITS):
         return blob
@@ -200,23 +187,6 @@ def _omniglot() -> dict:
             "names": bg_names + ev_names}
     _save_cache(path, blob)
     return blob
-
-
-def _failure_words(exc: BaseException) -> str:
-    """A plain description of why the download failed (no exception class names)."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    if isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in text or "timeout" in text:
-        return "download timed out"
-    if ("corrupt" in text or "integrity" in text or "zip" in text or "md5" in text
-            or isinstance(exc, (EOFError, ValueError))):
-        return "local files are corrupt"
-    if isinstance(exc, (ConnectionError, socket.gaierror)) or any(
-            w in text for w in ("urlopen", "connection", "name or service", "network", "resolve",
-                                "unreachable", "temporary failure", "http")):
-        return "no internet connection"
-    if isinstance(exc, OSError):
-        return "no internet connection"
-    return "download failed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +438,7 @@ def printed_characters(seed: int = DEFAULT_SEED) -> dict:
 def _printed(seed: int) -> dict:
     """:func:`printed_characters`, cached on disk in ``FEWSHOT_DATA_DIR`` (a corrupt file is remade)."""
     recipe = hashlib.sha256(repr(DISTORTION).encode()).hexdigest()[:8]  # new distortions: new file
-    path = _data_dir() / f"printed_characters_v{_CACHE_VERSION}_{recipe}_seed{seed}.pt"
+    path = data_dir() / f"printed_characters_v{_CACHE_VERSION}_{recipe}_seed{seed}.pt"
     blob = _load_cache(path)
     if (blob is not None and blob.get("seed") == seed and isinstance(blob.get("codes"), torch.Tensor)
             and all(_valid_pixels(blob, s) for s in SPLITS)):
@@ -491,7 +461,7 @@ def _decide_source(quiet: bool) -> None:
     if _SOURCE:
         return
     reason = "offline: FEWSHOT_OFFLINE is set"
-    if not _offline():
+    if not env_flag("FEWSHOT_OFFLINE"):
         try:
             blob = _omniglot()
             _MEMORY[("omniglot",)] = blob
@@ -500,7 +470,7 @@ def _decide_source(quiet: bool) -> None:
             _SOURCE[:] = ["omniglot", f"Omniglot ({n_bg} background / {n_ev} evaluation characters)"]
             return
         except Exception as exc:  # no network, timeout, corrupt download: fall back
-            reason = f"offline: {_failure_words(exc)}"
+            reason = f"offline: {plain_reason(exc)}"
     n = len(_glyph_table()["codes"])
     n_eval = round(n * EVALUATION_FRACTION)
     _SOURCE[:] = ["printed", f"printed characters from matplotlib's fonts ({reason}), "

@@ -36,7 +36,6 @@ from .verify import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rate
 
 DEFAULT_DIMS = (2, 32)
 DEFAULT_METHODS = ("softmax", "siamese", "triplet")
-SCORES = ("precision_at_1", "map_at_r", "fewshot_5way_1shot", "fewshot_5way_5shot")
 COLUMNS = ("method", "miner", "sampling", "metric", "embed_dim", "seeds", "precision_at_1", "map_at_r",
            "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot",
            "fewshot_5way_5shot_ci95", "train_seconds")
