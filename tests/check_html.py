@@ -7,6 +7,7 @@ Exits non-zero, listing every problem, if a check fails.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -55,6 +56,7 @@ def check(html_dir: Path) -> list[str]:
         print(f"{page.relative_to(html_dir)}: {len(images)} figures, {inline} inline images, "
               f"widget state: {'yes' if has_state else 'no'}")
     problems += check_offline(html_dir)
+    problems += check_widget_fonts(html_dir)
     return problems
 
 
@@ -76,6 +78,34 @@ def check_offline(html_dir: Path) -> list[str]:
             problems.append(f"{page.name}: loads {url} from another host (vendor it under _extra/)")
         if 'class="math' in text and "_static/mathjax/tex-chtml.js" not in text:
             problems.append(f"{page.name}: has maths but does not load _static/mathjax/tex-chtml.js")
+    return problems
+
+
+def check_widget_fonts(html_dir: Path) -> list[str]:
+    """Every icon font the widget bundle may ask for, from every place it may ask, exists.
+
+    The bundle's Font Awesome CSS names ``<hash>.woff2`` / ``.woff`` files relative to the require.js
+    module it sits in, and modules lie relative to the page, so a widget page in ``book/`` may ask
+    ``book/@jupyter-widgets/`` or ``book/@jupyter-widgets/html-manager/dist/`` (which one depends on the
+    order the modules load in: a browser check can pass by luck, this check cannot).
+    """
+    bundle = html_dir / "_static" / "ipywidgets" / "embed-amd.js"
+    if not bundle.exists():
+        return [f"{bundle} is missing"]
+    js = bundle.read_text()
+    fonts = sorted(set(re.findall(r'\.p\+"([0-9a-f]{20}\.woff2?)"', js)))
+    places = sorted({posixpath.dirname(name + ".js") for name in re.findall(r'define\("([^"]+)"', js)})
+    if not fonts or not places:
+        return [f"{bundle}: found no fonts or no modules in it (has the bundle changed its format?)"]
+    problems = []
+    for name in toc_pages():
+        page = html_dir / f"{name}.html"
+        if not page.exists() or "application/vnd.jupyter.widget-state+json" not in page.read_text():
+            continue
+        missing = [f"{place}/{font}" for place in places for font in fonts
+                   if not (page.parent / place / font).exists()]
+        if missing:
+            problems.append(f"{page.name}: widget icon fonts missing next to the page: {missing}")
     return problems
 
 
