@@ -136,6 +136,27 @@ def test_embed_in_batches_matches_one_pass() -> None:
     assert torch.equal(flat, x.flatten(1))
 
 
+def test_embed_runs_channels_last_and_gives_the_model_back_unchanged() -> None:
+    model = EmbeddingNet(8).eval()
+    x = images(6, seed=5)
+    weights = {n: (p, p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    seen = []
+    model.features[1][0].register_forward_pre_hook(
+        lambda m, _: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last)))
+    out = embed(model, x)
+    assert seen == [True]  # a 32→32 convolution ran with channels-last weights
+    for name, p in model.named_parameters():  # the same Parameter, memory and layout as before
+        assert p is weights[name][0] and p.data_ptr() == weights[name][1], name
+        assert p.stride() == weights[name][2], name
+    torch.testing.assert_close(out, model(x).detach(), rtol=1e-5, atol=1e-5)
+    # a model already in channels_last (as during training) gives bit-identical embeddings
+    same = EmbeddingNet(8).eval()
+    same.load_state_dict(model.state_dict())
+    same.to(memory_format=torch.channels_last)
+    assert torch.equal(embed(same, x), out)
+    assert same.features[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_embed_rejects_a_function_returning_the_wrong_number_of_rows() -> None:
     with pytest.raises(ValueError, match="returned 3 rows for 4 images"):
         embed(lambda b: b.flatten(1)[:3], images(4))
