@@ -8,7 +8,10 @@ same run on the same data:
   ``channels_last``, with 1 thread and with all threads, and as two processes of one thread each;
 * the fraction of peak: the model's floating-point work per image (counted from its layers,
   forward × 3 for forward + backward) times the throughput, divided by an estimate of the machine's
-  peak, the best rate of a large float32 matrix product measured here with the same thread count.
+  peak, the best rate of a large float32 matrix product measured here with the same thread count;
+* inference: images per second embedded by :func:`fewshot.models.embed` (which runs the network in
+  ``channels_last``) against the same batches of 1,024 through a plain forward pass in the default
+  layout, with 1 thread and with all threads.
 
 Not a test: timings depend on the machine and on what else runs on it.
 """
@@ -24,7 +27,7 @@ from torch import nn
 
 from fewshot.losses import TripletLoss
 from fewshot.miners import all_triplets
-from fewshot.models import EmbeddingNet
+from fewshot.models import EmbeddingNet, embed
 from fewshot.train import metric_step
 
 
@@ -90,6 +93,28 @@ def throughput(batch: int, channels_last: bool, threads: int, seconds: float) ->
             return done * batch / (time.perf_counter() - start)
 
 
+def inference(channels_last: bool, threads: int, seconds: float, n: int = 4000) -> float:
+    """Images embedded per second for about ``seconds`` (after one warm-up pass over ``n`` images):
+    ``fewshot.models.embed`` if ``channels_last``, else a plain forward pass in batches of 1,024."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = EmbeddingNet(32).eval()
+    images = torch.randn(n, 1, 28, 28)
+
+    def default_layout() -> None:
+        with torch.no_grad():
+            for i in range(0, n, 1024):
+                model(images[i:i + 1024])
+
+    run = (lambda: embed(model, images)) if channels_last else default_layout
+    run()
+    done, start = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - start < seconds:
+        run()
+        done += 1
+    return done * n / (time.perf_counter() - start)
+
+
 def _worker(args: tuple) -> float:
     return throughput(*args)
 
@@ -121,6 +146,14 @@ def main() -> None:
             total = sum(rates)
             print(f"| {batch} | channels_last | {cores} processes × 1 | {total:,.0f} "
                   f"| {total / base:.2f}× | {100 * total * work / 1e9 / peaks[cores]:.0f}% |", flush=True)
+    print()
+    print("| inference (4,000 images) | threads | images/s | vs default |")
+    print("| --- | --- | ---: | ---: |")
+    for threads in sorted({1, cores}):
+        base = inference(False, threads, args.seconds)
+        fast = inference(True, threads, args.seconds)
+        print(f"| forward pass, default layout | {threads} | {base:,.0f} | 1.00× |")
+        print(f"| `embed` (channels_last) | {threads} | {fast:,.0f} | {fast / base:.2f}× |", flush=True)
 
 
 if __name__ == "__main__":

@@ -133,11 +133,12 @@ class HeadNet(nn.Module):
 def channels_last(model: nn.Module) -> Iterator[None]:
     """Run ``model``'s convolutions in the channels-last layout, then give back its own weights.
 
-    The book's CNN embeds about 1.5× faster this way on a CPU (4,000 digits in 0.82 s against 1.20 s
-    on this project's 2-core machines; training uses the layout too, see :func:`fewshot.train.fit`). The
-    weights are switched for the duration and the caller's exact tensors restored afterwards, so a
-    model mid-training or loaded from the cache is left as it was, and every embedding is computed
-    the same way whichever layout the model was in (fresh and cached models agree to the bit).
+    The book's CNN embeds about 1.6× faster this way with 2 CPU threads, 1.1× with one
+    (``benchmarks/bench_train.py``, inference table); training uses the layout too
+    (:func:`fewshot.train.fit`). The weights are switched for the duration and the caller's exact
+    tensors restored afterwards, so a model mid-training or loaded from the cache is left as it
+    was, and every embedding is computed the same way whichever layout the model was in (fresh and
+    cached models agree to the bit).
     """
     saved = {p: p.data for p in model.parameters() if p.dim() == 4}
     for p, data in saved.items():  # a fresh copy with canonical strides, whatever the layout was
