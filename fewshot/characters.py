@@ -25,7 +25,6 @@ a printable name for each label (to title a gallery).
 from __future__ import annotations
 
 import hashlib
-
 import math
 import os
 import tempfile
@@ -39,12 +38,11 @@ import torch.nn.functional as F
 
 from .checks import check_choice, check_int
 from .config import DEFAULT_SEED, env_flag, get_profile
-from .data import DOWNLOAD_TIMEOUT, MNIST_MEAN, MNIST_STD, data_dir, download_timeout, plain_reason
+from .data import MNIST_MEAN, MNIST_STD, data_dir, download_timeout, plain_reason
 
 BACKGROUND_SPLIT, EVALUATION_SPLIT = "background", "evaluation"
 SPLITS = (BACKGROUND_SPLIT, EVALUATION_SPLIT)
 INSTANCES_PER_CLASS = 20
-DOWNLOAD_TIMEOUT_S = DOWNLOAD_TIMEOUT  # a network that never answers falls back after this long
 
 # The printed fallback's faces ("writers"): matplotlib's Unicode text faces. Computer Modern is
 # left out (its character maps follow TeX's layout, not Unicode), and so are the Display faces
@@ -158,7 +156,7 @@ def _omniglot_split(background: bool) -> tuple[torch.Tensor, torch.Tensor, list[
     """One Omniglot split as inverted 28×28 uint8 pixels ``(N, 28, 28)``, labels ``(N,)`` and names."""
     from torchvision.datasets import Omniglot
 
-    with download_timeout(DOWNLOAD_TIMEOUT_S):
+    with download_timeout():  # data.DOWNLOAD_TIMEOUT, as for MNIST
         ds = Omniglot(str(data_dir()), background=background, download=True)
     from PIL import Image
 

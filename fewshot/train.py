@@ -182,6 +182,6 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
         if on_epoch is not None:
             on_epoch(epoch, model)
         bar.set_postfix(postfix)
-    # back to the default layout: a model loaded from the cache gives bit-identical embeddings
+    # hand the model back in the default layout (models.embed switches layouts on its own)
     model.to(memory_format=torch.contiguous_format).eval()
     return history

@@ -8,7 +8,7 @@ import torch
 import fewshot.characters as characters
 from fewshot.characters import (BACKGROUND_SPLIT, EVALUATION_SPLIT, INSTANCES_PER_CLASS,
                                 character_names, characters_source, load_characters)
-from fewshot.data import MNIST_MEAN, MNIST_STD
+from fewshot.data import DOWNLOAD_TIMEOUT, MNIST_MEAN, MNIST_STD
 
 _GENERATE = characters.printed_characters  # the real generator (~5 s a seed)
 _GENERATED: dict[int, dict] = {}
@@ -159,7 +159,7 @@ def test_timeout_is_set_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchvision.datasets, "Omniglot", slow)
     before = socket.getdefaulttimeout()
     assert "download timed out" in characters_source()
-    assert seen == [characters.DOWNLOAD_TIMEOUT_S] and socket.getdefaulttimeout() == before
+    assert seen == [DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before
 
 
 def test_disk_cache_and_corrupt_file(tmp_path, monkeypatch: pytest.MonkeyPatch, printed: dict) -> None:
