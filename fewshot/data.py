@@ -91,7 +91,7 @@ def plain_reason(exc: BaseException) -> str:
         return "the download timed out"
     if "http error" in text:
         code = next((w for w in text.replace(":", " ").split() if w.isdigit()), "")
-        return f"the server refused the download (HTTP {code})".replace(" ()", "")
+        return f"the server answered HTTP {code}".rstrip()
     if any(w in text for w in ("incompleteread", "incomplete read", "remotedisconnected",
                                "connection reset", "connection aborted")):
         return "the download broke off before the end"
@@ -100,7 +100,7 @@ def plain_reason(exc: BaseException) -> str:
         return "no internet connection"
     if any(w in text for w in ("corrupt", "md5", "checksum", "not a gzipped", "bad magic", "unpack",
                                "truncated", "shape", "eof", "zip file")):
-        return "the local files are corrupt or incomplete"
+        return "the files are corrupt or incomplete"
     return "the download failed"
 
 

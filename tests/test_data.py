@@ -147,10 +147,10 @@ def test_download_timeout_sets_and_restores() -> None:
     (ConnectionRefusedError(111, "Connection refused"), "no internet connection"),
     (socket.timeout("timed out"), "the download timed out"),
     (TimeoutError(), "the download timed out"),
-    (RuntimeError("File not found or corrupted."), "the local files are corrupt or incomplete"),
-    (gzip.BadGzipFile("Not a gzipped file (b'<!')"), "the local files are corrupt or incomplete"),
+    (RuntimeError("File not found or corrupted."), "the files are corrupt or incomplete"),
+    (gzip.BadGzipFile("Not a gzipped file (b'<!')"), "the files are corrupt or incomplete"),
     (RuntimeError("MNIST train has shape (59000, 28, 28), expected (60000, 28, 28)"),
-     "the local files are corrupt or incomplete"),
+     "the files are corrupt or incomplete"),
     (ValueError("something else entirely"), "the download failed"),
 ])
 def test_plain_reason(exc: BaseException, words: str) -> None:
