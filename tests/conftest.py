@@ -4,6 +4,8 @@ ledger, fresh cache warnings and the default run seed for every test."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("FEWSHOT_FAST", "1")
 os.environ.setdefault("FEWSHOT_OFFLINE", "1")
@@ -20,9 +22,11 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _private_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_model_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test ever reads or writes the user's model cache or ledger, and each test starts from the
-    run seed 0 with no cache warning given yet (they are given once per process otherwise)."""
+    run seed 0 with no cache warning given yet (they are given once per process otherwise) and no
+    cache file claimed (a test that misses and never trains leaves its claim: released after)."""
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
     monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
     monkeypatch.delenv("FEWSHOT_LEDGER", raising=False)
@@ -30,6 +34,10 @@ def _private_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setattr(cache, "_WARNED", set())
     monkeypatch.setattr(cache, "LEDGER", [])
     monkeypatch.setattr(config, "_RUN_SEED", [config.DEFAULT_SEED])
+    monkeypatch.setattr(cache, "_CLAIMS", {})
+    yield
+    for path in list(cache._CLAIMS):
+        cache.release(Path(path))
 
 
 @pytest.fixture(scope="session")
