@@ -101,7 +101,7 @@ def test_chapters_name_the_notebooks_and_methods_they_train() -> None:
             assert method in METHODS and method in planned, (chapter, method)
             calls += 1
         assert all(isinstance(i, (Training, Row)) for i in items)
-    assert calls >= 15  # the check saw the book's calls
+    assert calls >= 8  # the check saw the book's calls (loops over names are not seen)
 
 
 def test_plan_command(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
