@@ -13,6 +13,7 @@ import contextlib
 import json
 import sys
 
+from .cache import read_ledger
 from .characters import characters_source
 from .compare import (CHARACTER_METHODS, DEFAULT_DIMS, DEFAULT_METHODS, VERIFY_DATA, VERIFY_METHODS,
                       compare, format_table, format_verification_table, oneshot, oneshot_markdown,
@@ -66,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
                                       "on this machine (a probe of a few seconds)")
     pln.add_argument("--json", action="store_true", help="print JSON: the rate and each chapter")
     pln.add_argument("--seed", type=seed_int, default=0)
+    pln.add_argument("--ledger", default=None, help="a run's FEWSHOT_LEDGER file: plan as if the "
+                     "cache were empty and set each chapter's measured training time beside it")
     args = parser.parse_args(argv)
     if args.command == "plan":
+        ledger = read_ledger(args.ledger) if args.ledger else None
         with contextlib.redirect_stdout(sys.stderr):
             setup(args.seed)
             profile = get_profile()
-            plans, rate = run_plan(profile, args.seed)
-        print(plan_json(plans, rate) if args.json else format_plan(plans, rate, profile))
+            plans, rate = run_plan(profile, args.seed, fresh=ledger is not None)
+        print(plan_json(plans, rate) if args.json else format_plan(plans, rate, profile, ledger))
         return 0
     if args.command == "verify":
         bad = [m for m in args.methods or () if m not in VERIFY_METHODS[args.data]]

@@ -11,9 +11,14 @@ The estimate multiplies two things:
   trains the book's CNN with the in-batch triplet step (``benchmarks/bench_train.py``'s
   measurement) at the profile's batch size.
 
-A training costs ``epochs × (images × cost[method] + validation images × VALIDATION_COST) / rate``
-seconds; :data:`COST` holds each method's time per image relative to the probe (measured, see
-README). Only training is estimated: evaluation, figures and the kernel's start come on top.
+A training costs ``epochs × (images × cost + validation images × VALIDATION_COST) / rate``
+seconds, where ``cost`` (:func:`cost`) is its time per image relative to the probe: the probe
+trains the CNN as a classifier, so the network's cost is in the rate and ``cost`` is 1 for every
+method but the batch-all triplet loss (measured: README, "Run size"). Only training is estimated:
+evaluation, figures and the kernel's start come on top.
+
+``python -m fewshot plan --ledger FILE`` sets the estimate beside a run's training ledger
+(``FEWSHOT_LEDGER``): each trained model is matched to its chapter by its cache key.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -33,15 +39,13 @@ from .data import load_run_data
 from .episodes import split_classes
 from .losses import TripletLoss
 from .miners import all_triplets
-from .models import EmbeddingNet
+from .models import ClassificationNet, EmbeddingNet
 from .recipes import METHODS, TRAINING_MODULES, default_miner
-from .train import metric_step
+from .train import class_step, metric_step
 
 DATA = ("digits", "seen", "characters")  # the run's training digits, digits 0–4 of them, characters
-# Training time per image relative to the probe (triplet, every triplet in the batch), per method.
-COST = {"softmax": 0.6, "siamese": 0.9, "triplet": 1.0, "softmax+triplet": 1.0, "normsoftmax": 0.6,
-        "sphereface": 0.6, "cosface": 0.6, "arcface": 0.6, "protonet": 0.7, "supcon": 0.9}
-VALIDATION_COST = 0.4  # per validation image and epoch: embed, then precision@1 among them
+BATCH_ALL_COST = 1.3  # every triplet of the batch (B³ candidates), per image, relative to the probe
+VALIDATION_COST = 0.3  # per validation image and epoch: embed, then precision@1 among them
 FINETUNE_EPOCHS = 0.5  # softmax+triplet fine-tunes for half the epochs (after its softmax model)
 
 
@@ -157,15 +161,22 @@ def expand(items: list[Training | Row], seeds: int) -> list[Training]:
     return out
 
 
+def cost(t: Training) -> float:
+    """Time per training image of ``t`` relative to the probe (:func:`throughput`)."""
+    miner = t.miner if t.miner is not None else default_miner(t.method)
+    return BATCH_ALL_COST if t.method in ("triplet", "softmax+triplet") and miner == "all" else 1.0
+
+
 @dataclass
 class Planned:
-    """One training in a plan: its spec, images per epoch, estimated seconds, and whether it is
-    free (already in the cache, or trained by an earlier chapter)."""
+    """One training in a plan: its spec, images per epoch, estimated seconds, whether it is free
+    (already in the cache, or trained by an earlier chapter), and its cache file if known."""
 
     training: Training
     images: int
     seconds: float
     free: str = ""  # "", "cached" or "earlier"
+    path: Path | None = None
 
 
 @dataclass
@@ -191,26 +202,44 @@ def training_seconds(t: Training, images: int, val_images: int, profile: Profile
     epochs = max(1, int(profile.epochs * t.epochs))
     if t.method == "softmax+triplet":  # the fine-tuning only: its softmax model is planned apart
         epochs = max(1, int(epochs * FINETUNE_EPOCHS))
-    per_epoch = images * COST[t.method] + (val_images * VALIDATION_COST if t.val else 0)
+    per_epoch = images * cost(t) + (val_images * VALIDATION_COST if t.val else 0)
     return epochs * per_epoch / rate
 
 
 def plan(chapters: dict[str, list[Training | Row]], profile: Profile, rate: float,
-         sizes: dict[str, int], val_images: int, cached=lambda t: False) -> list[ChapterPlan]:
-    """Per chapter, in order: each training's estimated seconds, free if ``cached(t)`` or an
-    earlier chapter trains it. ``sizes``: training images per epoch for each of :data:`DATA`."""
+         sizes: dict[str, int], val_images: int,
+         locate: Callable[[Training], Path | None] = lambda t: None) -> list[ChapterPlan]:
+    """Per chapter, in order: each training's estimated seconds; free if an earlier chapter
+    trains it, or if its cache file ``locate(t)`` exists. ``sizes``: training images per epoch
+    for each of :data:`DATA`."""
     seen: set[Training] = set()
     plans = []
     for chapter, items in chapters.items():
         cp = ChapterPlan(chapter)
         for t in expand(items, profile.seeds):
-            images = sizes[t.data]
-            free = "earlier" if t in seen else "cached" if cached(t) else ""
+            images, path = sizes[t.data], locate(t)
+            free = "earlier" if t in seen else "cached" if path is not None and path.exists() else ""
             seen.add(t)
             cp.models.append(Planned(t, images, training_seconds(t, images, val_images, profile,
-                                                                  rate), free))
+                                                                  rate), free, path))
         plans.append(cp)
     return plans
+
+
+def measured(plans: list[ChapterPlan], ledger: list[dict]) -> tuple[list[float], float]:
+    """Seconds a run's ledger spent training each chapter's planned models (matched by cache
+    file name), and the seconds of trained models no chapter plans."""
+    owner = {m.path.name: i for i, cp in enumerate(plans) for m in cp.models
+             if m.path is not None and m.free != "earlier"}
+    per_chapter, other = [0.0] * len(plans), 0.0
+    for e in ledger:
+        if not e["cached"]:
+            i = owner.get(f"{e['name']}-{e['key']}.pt")
+            if i is None:
+                other += e["seconds"]
+            else:
+                per_chapter[i] += e["seconds"]
+    return per_chapter, other
 
 
 def cache_path(t: Training, images: torch.Tensor, labels: torch.Tensor,
@@ -228,22 +257,31 @@ def cache_path(t: Training, images: torch.Tensor, labels: torch.Tensor,
                           key)
 
 
-def throughput(batch: int, seconds: float = 2.0) -> float:
-    """Training images per second of ``EmbeddingNet(32)`` with the in-batch triplet step, in
-    ``channels_last`` (as :func:`fewshot.train.fit` trains), for about ``seconds`` after two
-    warm-up steps, with the current thread count (``benchmarks/bench_train.py``'s measurement)."""
+def throughput(batch: int, seconds: float = 2.0, step: str = "softmax",
+               channels_last: bool = True) -> float:
+    """Training images per second of the book's CNN (``EmbeddingNet(32)``) for about ``seconds``
+    after two warm-up steps, with the current thread count: ``step="softmax"`` (a 10-class
+    classifier, cross-entropy: the network's own cost, the plan's probe) or ``"triplet"`` (every
+    triplet of the batch: ``benchmarks/bench_train.py``'s table), in ``channels_last`` as
+    :func:`fewshot.train.fit` trains, or the default layout."""
+    if step not in ("softmax", "triplet"):
+        raise ValueError(f"step={step!r}: expected 'softmax' or 'triplet'")
     torch.manual_seed(0)
-    model = EmbeddingNet(32).to(memory_format=torch.channels_last)
-    images = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    model = EmbeddingNet(32) if step == "triplet" else ClassificationNet(EmbeddingNet(32), 10)
+    images = torch.randn(batch, 1, 28, 28)
     labels = torch.arange(batch) % 10
-    step = metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    step_fn = (metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y)) if step == "triplet"
+               else class_step)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     done, start = -2, 0.0
     while True:
         if done == 0:
             start = time.perf_counter()
-        loss = step(model, images, labels)
+        loss = step_fn(model, images, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -253,9 +291,9 @@ def throughput(batch: int, seconds: float = 2.0) -> float:
 
 
 def run_plan(profile: Profile, seed: int = 0, rate: float | None = None,
-             probe_seconds: float = 2.0) -> tuple[list[ChapterPlan], float]:
+             probe_seconds: float = 2.0, fresh: bool = False) -> tuple[list[ChapterPlan], float]:
     """The plan for this run: the run's data sizes, this machine's probed rate, and the model
-    cache as it is now. Returns the chapters' plans and the rate used."""
+    cache as it is now (``fresh``: as if empty). Returns the chapters' plans and the rate used."""
     x, y = load_run_data("train")
     xt, yt = load_run_data("test")
     seen_x, seen_y = split_classes(x, y, DEFAULT_UNSEEN)[0]
@@ -263,27 +301,44 @@ def run_plan(profile: Profile, seed: int = 0, rate: float | None = None,
     data = {"digits": (x, y), "seen": (seen_x, seen_y), "characters": (cx, cy)}
     rate = throughput(profile.batch_size, probe_seconds) if rate is None else rate
 
-    def cached(t: Training) -> bool:
-        if not cache.enabled():
-            return False
+    def locate(t: Training) -> Path | None:
         images, labels = data[t.data]
-        return cache_path(t, images, labels, (xt, yt) if t.val else None, profile, seed).exists()
+        path = cache_path(t, images, labels, (xt, yt) if t.val else None, profile, seed)
+        return path if cache.enabled() and not fresh else _as_if_absent(path)
 
     sizes = {k: len(v[1]) for k, v in data.items()}
-    return plan(CHAPTERS, profile, rate, sizes, len(yt), cached), rate
+    return plan(CHAPTERS, profile, rate, sizes, len(yt), locate), rate
 
 
-def format_plan(plans: list[ChapterPlan], rate: float, profile: Profile) -> str:
-    """The plan as a plain-text table: chapter, models to train (and free ones), estimated time."""
-    lines = [f"{profile.name} profile; this machine trains about {rate:,.0f} images/s "
-             "(a probe of the triplet step); estimated training time per chapter, in book order:",
-             f"{'chapter':<28}{'train':>6}{'free':>6}{'estimate':>11}"]
-    for cp in plans:
-        lines.append(f"{cp.chapter:<28}{cp.trained:>6}{len(cp.models) - cp.trained:>6}"
-                     f"{_duration(cp.seconds):>11}")
+def _as_if_absent(path: Path) -> Path:
+    """``path`` as a name only (it never exists): the plan of an empty cache still knows each
+    model's file, to match a ledger."""
+    return Path("/nonexistent-fewshot-plan") / path.name
+
+
+def format_plan(plans: list[ChapterPlan], rate: float, profile: Profile,
+                ledger: list[dict] | None = None) -> str:
+    """The plan as a plain-text table: chapter, models to train (and free ones), estimated time;
+    with a ``ledger``, the seconds it measured and the ratio estimate / measured."""
+    lines = [f"{profile.name} profile: this machine trains about {rate:,.0f} images/s (a probe); "
+             "estimated training time per chapter, in book order:",
+             f"{'chapter':<28}{'train':>6}{'free':>6}{'estimate':>11}"
+             + (f"{'measured':>11}{'ratio':>7}" if ledger is not None else "")]
+    got, other = measured(plans, ledger or [])
+    for cp, seconds in zip(plans, got):
+        line = (f"{cp.chapter:<28}{cp.trained:>6}{len(cp.models) - cp.trained:>6}"
+                f"{_duration(cp.seconds):>11}")
+        if ledger is not None:
+            line += f"{_duration(seconds):>11}" + (f"{cp.seconds / seconds:>7.2f}" if seconds else "")
+        lines.append(line)
     total = sum(cp.seconds for cp in plans)
-    lines.append(f"{'all':<28}{sum(cp.trained for cp in plans):>6}"
-                 f"{sum(len(cp.models) - cp.trained for cp in plans):>6}{_duration(total):>11}")
+    line = (f"{'all':<28}{sum(cp.trained for cp in plans):>6}"
+            f"{sum(len(cp.models) - cp.trained for cp in plans):>6}{_duration(total):>11}")
+    if ledger is not None:
+        line += f"{_duration(sum(got)):>11}" + (f"{total / sum(got):>7.2f}" if sum(got) else "")
+    lines.append(line)
+    if ledger is not None and other:
+        lines.append(f"the ledger also trained {other:.0f} s of models no chapter plans")
     lines.append("free: already in the model cache, or trained by an earlier chapter. Training "
                  "only: evaluation and figures come on top.")
     return "\n".join(lines)

@@ -20,18 +20,21 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 
 def test_training_seconds_arithmetic() -> None:
     t = train("triplet", 2)
-    assert training_seconds(t, 1000, 500, QUICK, rate=100.0) == pytest.approx(10 * 1000 / 100)
-    v = train("triplet", 2, val=True)
+    r = train("triplet", 2, miner="random")
+    assert training_seconds(r, 1000, 500, QUICK, rate=100.0) == pytest.approx(10 * 1000 / 100)
+    v = train("triplet", 2, miner="random", val=True)
     assert training_seconds(v, 1000, 500, QUICK, 100.0) == pytest.approx(
         10 * (1000 + 500 * plan.VALIDATION_COST) / 100)
-    half = train("triplet", 2, epochs=0.5)
+    half = train("triplet", 2, miner="random", epochs=0.5)
     assert training_seconds(half, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 / 100)
+    batch_all = plan.BATCH_ALL_COST  # the triplet loss over every triplet costs more per image
+    assert t.miner is None and training_seconds(t, 1000, 0, QUICK, 100.0) == pytest.approx(
+        10 * 1000 * batch_all / 100)
     soft = train("softmax", 32)
-    assert training_seconds(soft, 1000, 0, QUICK, 100.0) == pytest.approx(
-        10 * 1000 * plan.COST["softmax"] / 100)
-    fine = train("softmax+triplet", 2)  # the fine-tuning only: half the epochs
+    assert training_seconds(soft, 1000, 0, QUICK, 100.0) == pytest.approx(10 * 1000 / 100)
+    fine = train("softmax+triplet", 2, miner="random")  # the fine-tuning only: half the epochs
     assert training_seconds(fine, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 / 100)
-    assert training_seconds(t, 1000, 0, PROFILES["gpu-full"], 100.0) == pytest.approx(20 * 10)
+    assert training_seconds(soft, 1000, 0, PROFILES["gpu-full"], 100.0) == pytest.approx(20 * 10)
     with pytest.raises(ValueError, match="rate=0"):
         training_seconds(t, 1000, 0, QUICK, 0.0)
 
@@ -49,17 +52,23 @@ def test_rows_expand_over_seeds_and_pretraining_is_planned() -> None:
         train("triplet", 2, "pixels")
 
 
-def test_a_model_is_paid_once_and_cached_is_free() -> None:
+def test_a_model_is_paid_once_and_cached_is_free(tmp_path: Path) -> None:
     shared = train("triplet", 2, val=True)
     chapters = {"a": [shared, train("siamese", 2)], "b": [shared, row("triplet", 32)],
                 "c": [train("arcface", 3)]}
     sizes = {"digits": 1000, "seen": 500, "characters": 4000}
-    plans = plan.plan(chapters, QUICK, 100.0, sizes, 200, cached=lambda t: t.method == "arcface")
+    cached = tmp_path / "arcface.pt"
+    cached.write_bytes(b"")
+    plans = plan.plan(chapters, QUICK, 100.0, sizes, 200,
+                      locate=lambda t: cached if t.method == "arcface" else tmp_path / "none.pt")
     a, b, c = plans
     assert [m.free for m in a.models] == ["", ""]
     assert [m.free for m in b.models] == ["earlier", "", ""]  # chapter a trained it
     assert [m.free for m in c.models] == ["cached"] and c.seconds == 0 and c.trained == 0
     assert b.models[2].images == 500  # the seen digits
+    ledger = [{"name": "arcface", "key": "x", "cached": False, "seconds": 7.0},
+              {"name": "none", "key": "y", "cached": True, "seconds": 1.0}]
+    assert plan.measured(plans, ledger) == ([0.0, 0.0, 0.0], 7.0)  # arcface: "cached" here
     expected = training_seconds(train("triplet", 32, val=True), 1000, 200, QUICK, 100.0) + \
         training_seconds(train("triplet", 32, "seen"), 500, 200, QUICK, 100.0)
     assert b.seconds == pytest.approx(expected) and b.trained == 2
@@ -108,9 +117,27 @@ def test_plan_command(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyP
     from fewshot.__main__ import main
 
     monkeypatch.setattr(plan, "throughput", lambda batch, seconds=2.0: 1000.0)  # no probe here
-    monkeypatch.setattr("fewshot.__main__.run_plan", lambda profile, seed: plan.run_plan(
-        profile, seed, rate=1000.0))
+    monkeypatch.setattr("fewshot.__main__.run_plan", lambda profile, seed, fresh: plan.run_plan(
+        profile, seed, rate=1000.0, fresh=fresh))
     assert main(["plan", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rate"] == 1000.0 and [c["chapter"] for c in out["chapters"]] == list(CHAPTERS)
     assert out["chapters"][0]["seconds"] == 0 and out["chapters"][2]["trained"] >= 1
+
+
+def test_plan_beside_a_ledger(tiny: tuple, tmp_path: Path) -> None:
+    """A ledger's trainings are matched to the chapter whose planned model has their cache key."""
+    x, y = tiny
+    models = {"digits": (x, y)}
+    t = train("siamese", 2, miner="random")
+    locate = lambda t: plan.cache_path(t, *models["digits"], None, QUICK, 0)  # noqa: E731
+    plans = plan.plan({"a": [train("arcface", 3)], "b": [t]}, QUICK, 100.0,
+                      {"digits": len(y), "seen": 0, "characters": 0}, 0, locate)
+    path = locate(t)
+    name, key = path.stem.rsplit("-", 1)
+    ledger = [{"name": name, "key": key, "cached": False, "seconds": 3.0},
+              {"name": name, "key": key, "cached": True, "seconds": 3.0}]
+    assert plan.measured(plans, ledger) == ([0.0, 3.0], 0.0)
+    text = plan.format_plan(plans, 100.0, QUICK, ledger)
+    ratio = plans[1].seconds / 3.0
+    assert re.search(rf"^b\s+1\s+0\s+\S+ s\s+3 s\s+{ratio:.2f}$", text, flags=re.M), text
