@@ -94,9 +94,10 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", train_size=12000, test_size=2000, epochs=10, batch_size=64, lr=3e-3,
                     episodes=600, seeds=3, characters=500, about="the published CPU size",
                     other="quick"),
-    # Sized for Colab's free T4 GPU: a few minutes of training per chapter (an estimate from the
-    # model's FLOPs and a T4's throughput; README, "Run size").
-    "gpu": Profile("gpu", train_size=30000, test_size=5000, epochs=10, batch_size=128, lr=3e-3,
+    # Sized for Colab's free T4 GPU: about 2 minutes of training for the longest chapter, 8 for the
+    # book, at an estimated 20,000 training images/s (README, "Run size": an estimate from the
+    # model's FLOPs and a T4's throughput, not yet measured on a GPU).
+    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=10, batch_size=128, lr=3e-3,
                    episodes=600, seeds=1, characters=None, about="the GPU default",
                    other="gpu-full"),
     "gpu-full": Profile("gpu-full", train_size=None, test_size=None, epochs=20, batch_size=128,

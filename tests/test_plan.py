@@ -21,20 +21,22 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 def test_training_seconds_arithmetic() -> None:
     t = train("triplet", 2)
     r = train("triplet", 2, miner="random")
-    assert training_seconds(r, 1000, 500, QUICK, rate=100.0) == pytest.approx(10 * 1000 / 100)
+    c = plan.TRAINING_COST
+    assert training_seconds(r, 1000, 500, QUICK, rate=100.0) == pytest.approx(10 * 1000 * c / 100)
     v = train("triplet", 2, miner="random", val=True)
     assert training_seconds(v, 1000, 500, QUICK, 100.0) == pytest.approx(
-        10 * (1000 + 500 * plan.VALIDATION_COST) / 100)
+        10 * (1000 * c + 500 * plan.VALIDATION_COST) / 100)
     half = train("triplet", 2, miner="random", epochs=0.5)
-    assert training_seconds(half, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 / 100)
+    assert training_seconds(half, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 * c / 100)
     batch_all = plan.BATCH_ALL_COST  # the triplet loss over every triplet costs more per image
     assert t.miner is None and training_seconds(t, 1000, 0, QUICK, 100.0) == pytest.approx(
         10 * 1000 * batch_all / 100)
     soft = train("softmax", 32)
-    assert training_seconds(soft, 1000, 0, QUICK, 100.0) == pytest.approx(10 * 1000 / 100)
+    assert training_seconds(soft, 1000, 0, QUICK, 100.0) == pytest.approx(10 * 1000 * c / 100)
     fine = train("softmax+triplet", 2, miner="random")  # the fine-tuning only: half the epochs
-    assert training_seconds(fine, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 / 100)
-    assert training_seconds(soft, 1000, 0, PROFILES["gpu-full"], 100.0) == pytest.approx(20 * 10)
+    assert training_seconds(fine, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 * c / 100)
+    assert training_seconds(soft, 1000, 0, PROFILES["gpu-full"], 100.0) == pytest.approx(
+        20 * 1000 * c / 100)
     with pytest.raises(ValueError, match="rate=0"):
         training_seconds(t, 1000, 0, QUICK, 0.0)
 
