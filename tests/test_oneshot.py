@@ -161,7 +161,7 @@ def test_oneshot_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
     assert rows[0]["train_seconds"] == 0.0
     assert rows[1]["train_seconds"] > 0.0
     table = oneshot_markdown(rows)
-    assert table.splitlines()[0].startswith("| method | distance | 5-way 1-shot")
+    assert table.splitlines()[0].startswith("| method | dist. | 5w1s | 5w5s | 20w1s | 20w5s |")
     assert "| protonet |" in table
     metrics = metric_markdown(rows)
     assert metrics.splitlines()[0].startswith("| method | val. Eucl. | val. cos.")

@@ -198,3 +198,4 @@ def test_verify_mnist_pixels_text_table(tmp_path: Path) -> None:
     assert "mnist" in lines[-1]
     done = run_cli(tmp_path, "--data", "mnist", "--methods", "pixels", "--json")
     check_rows(json.loads(done.stdout), "mnist", ["pixels"])
+    assert json.loads(done.stdout)[0]["metric"] == "euclidean"  # digits: no validation split
