@@ -69,7 +69,8 @@ def _check_embeddings(**named: torch.Tensor) -> None:
 
 
 def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tensor,
-                     margin: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+                     margin: float = 1.0, reduction: str = "mean",
+                     normalize: bool = False) -> torch.Tensor:
     """Contrastive loss (Hadsell, Chopra & LeCun 2006).
 
     For each pair with distance ``d = ‖out1 − out2‖₂``::
@@ -83,6 +84,8 @@ def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tenso
         margin: ``m ≥ 0``; different pairs farther apart than ``m`` cost nothing.
         reduction: ``'mean'`` (default), ``'mean_active'`` (over the pairs with a positive loss),
             ``'sum'`` or ``'none'`` (per-pair ``(B,)``).
+        normalize: L2-normalise both embeddings first, so that ``d`` lies in [0, 2] and the
+            margin is on the unit sphere (the distance a cosine evaluation ranks by).
     """
     _check_common(margin, reduction)
     _check_embeddings(out1=out1, out2=out2)
@@ -92,6 +95,8 @@ def contrastive_loss(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tenso
     if not torch.all((target == 0) | (target == 1)):
         raise ValueError(f"target must hold only 0 (different) and 1 (same), got {target.unique().tolist()}")
     target = target.to(out1.dtype)
+    if normalize:
+        out1, out2 = F.normalize(out1, dim=1), F.normalize(out2, dim=1)
     d = euclidean(out1, out2)  # eps inside the root: finite gradient at d = 0
     loss = target * 0.5 * d.pow(2) + (1 - target) * 0.5 * torch.relu(margin - d).pow(2)
     return _reduce(loss, reduction)
@@ -130,18 +135,18 @@ class ContrastiveLoss(nn.Module):
 
     After each call, ``active`` holds ``(pairs with a positive loss, pairs)``."""
 
-    def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(self, margin: float = 1.0, reduction: str = "mean", normalize: bool = False) -> None:
         super().__init__()
         _check_common(margin, reduction)
-        self.margin, self.reduction = margin, reduction
+        self.margin, self.reduction, self.normalize = margin, reduction, bool(normalize)
 
     def forward(self, out1: torch.Tensor, out2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        terms = contrastive_loss(out1, out2, target, self.margin, "none")
+        terms = contrastive_loss(out1, out2, target, self.margin, "none", self.normalize)
         self.active = (int((terms > 0).sum()), terms.numel())  # read by train.metric_step
         return terms if self.reduction == "none" else _reduce(terms, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, reduction={self.reduction!r}"
+        return f"margin={self.margin}, reduction={self.reduction!r}, normalize={self.normalize}"
 
 
 class TripletLoss(nn.Module):

@@ -391,3 +391,14 @@ def test_supervised_contrastive_bad_inputs() -> None:
         supervised_contrastive(emb, torch.tensor([0, 0, 1]), reduction="mean_active")
     with pytest.raises(ValueError, match="embeddings"):
         supervised_contrastive(torch.full((3, 2), float("nan")), torch.tensor([0, 0, 1]))
+
+
+def test_contrastive_on_normalised_embeddings_by_hand() -> None:
+    # (3, 0) and (0, 4) normalise to (1, 0) and (0, 1): d = √2 whatever their lengths
+    out1, out2 = t([[3, 0], [3, 0]]), t([[0, 4], [0, 4]])
+    same = contrastive_loss(out1, out2, torch.tensor([1, 1]), 2.0, "none", normalize=True)
+    torch.testing.assert_close(same, t([1.0, 1.0]))  # ½·(√2)²
+    different = ContrastiveLoss(2.0, "none", normalize=True)(out1, out2, torch.tensor([0, 0]))
+    torch.testing.assert_close(different, t([0.5 * (2 - math.sqrt(2)) ** 2] * 2))
+    assert contrastive_loss(out1, out2, torch.tensor([1, 1]), 2.0, "none")[0].item() == \
+        pytest.approx(12.5, rel=1e-6)  # without: d = 5
