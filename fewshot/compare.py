@@ -173,9 +173,10 @@ def markdown_table(rows: list[dict]) -> str:
 
 CHARACTER_METHODS: dict[str, dict] = {  # label → train_method arguments, 32-D
     # every pair of P×K batches, on L2-normalised embeddings, averaged over the pairs that still
-    # have a loss. Chosen on the validation characters (CI size, 20-way 1-shot, cosine): 88.9% ±
-    # 0.4, against 87.5% with the plain mean, 81.1% (Euclidean) without normalising, and 78.6%
-    # for hardest-negative pairs from random batches (the book's earlier contrastive model)
+    # have a loss. Chosen on the validation characters (CI size, printed fallback, 20-way 1-shot,
+    # each with its better distance): 88.9% ± 0.4, against 87.5% with the plain mean, 81.1% with
+    # the active mean on raw embeddings, and 78.4% for hardest-negative pairs from random batches
+    # (the book's earlier contrastive model)
     "contrastive": {"method": "siamese", "miner": "all", "sampler": "pk",
                     "options": {"normalize": True, "reduction": "mean_active"}},
     # chapter 5's best at 32-D: batch-hard in P×K batches, soft margin on plain distances (the hinge
