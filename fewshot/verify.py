@@ -86,7 +86,7 @@ def _read_gallery_file(path: str | PathLike) -> dict:
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # truncated zip, another format, pickled objects weights_only refuses
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        reason = f"{type(exc).__name__}: {str(exc).strip().split('. ')[0][:100]}"
         raise ValueError(f"{path!s} is not a saved Gallery: torch.load cannot read it ({reason}); "
                          "it is truncated or another kind of file") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
