@@ -12,13 +12,7 @@ import pytest
 import torch
 
 import fewshot.data as data
-from fewshot.data import (
-    download_timeout,
-    load_mnist,
-    normalise,
-    plain_reason,
-    stratified_subset,
-)
+from fewshot.data import download_timeout, load_mnist, normalise, plain_reason, stratified_subset
 
 
 def test_unknown_split() -> None:

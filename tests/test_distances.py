@@ -8,15 +8,8 @@ import re
 import pytest
 import torch
 
-from fewshot.distances import (
-    EPS,
-    check_metric,
-    cosine,
-    euclidean,
-    pairwise,
-    rowwise,
-    squared_euclidean,
-)
+from fewshot.distances import (EPS, check_metric, cosine, euclidean, pairwise, rowwise,
+                               squared_euclidean)
 
 
 def t(rows: list) -> torch.Tensor:

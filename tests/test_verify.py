@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.verify import (
-    FAR_TARGETS,
-    Gallery,
-    model_fingerprint,
-    open_set_rates,
-    threshold_at_far,
-    verification_rates,
-)
+from fewshot.verify import (FAR_TARGETS, Gallery, model_fingerprint, open_set_rates, threshold_at_far,
+                            verification_rates)
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:
