@@ -26,13 +26,14 @@ import io
 import shutil
 import socket
 import tempfile
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
-from .checks import check_choice
+from .checks import check_choice, check_finite, check_labels, check_tensor
 from .config import DEFAULT_SEED, get_profile, settings
 
 SPLITS = ("train", "test")
@@ -105,7 +106,21 @@ def plain_reason(exc: BaseException) -> str:
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """0–255 pixels of any shape ``(N, 784)`` or ``(N, 28, 28)`` → normalised ``(N, 1, 28, 28)``."""
+    """0–255 pixels of any shape ``(N, 784)`` or ``(N, 28, 28)`` → normalised ``(N, 1, 28, 28)``.
+
+    Raises ``ValueError`` on NaN or infinite pixels, on values outside 0–255 (already normalised
+    images, say) and on a size that is not a whole number of 28×28 images.
+    """
+    check_tensor(pixels, "pixels")
+    shape = tuple(pixels.shape)
+    if pixels.numel() == 0 or pixels.numel() % 784:
+        raise ValueError(f"pixels has shape {shape} ({pixels.numel()} values): expected whole 28×28 "
+                         "images, (N, 784) or (N, 28, 28)")
+    check_finite(pixels, "pixels")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 255:
+        raise ValueError(f"pixels range from {low:g} to {high:g}: expected raw 0–255 values "
+                         "(are these images normalised already?)")
     x = pixels.reshape(-1, 1, 28, 28).float() / 255.0
     return (x - MNIST_MEAN) / MNIST_STD
 
@@ -158,17 +173,26 @@ def stratified_subset(labels: torch.Tensor, size: float | int, seed: int = DEFAU
 
     Args:
         labels: ``(N,)`` integer labels.
-        size: a fraction in (0, 1] or a count in [1, N].
+        size: a fraction in (0, 1] (a float) or a count in [1, N] (an int); anything else, or a
+            size that gives no item or more than ``N``, raises ``ValueError``.
         seed: the subset depends only on ``labels``, ``size`` and ``seed``.
 
     Returns:
         Sorted int64 indices into ``labels``.
     """
-    labels = torch.as_tensor(labels)
+    labels = check_labels(torch.as_tensor(labels))
     n = len(labels)
-    count = round(size * n) if isinstance(size, float) else int(size)
+    if isinstance(size, bool) or not isinstance(size, (Integral, Real)):
+        raise ValueError(f"size={size!r}: expected a count (an integer 1..{n}) or a fraction in (0, 1]")
+    if isinstance(size, Integral):
+        count = int(size)
+    elif 0 < size <= 1:
+        count = round(float(size) * n)
+    else:
+        raise ValueError(f"size={size!r}: a float is a fraction and must be in (0, 1]; pass a count "
+                         f"of items as an int (1..{n})")
     if not 1 <= count <= n:
-        raise ValueError(f"subset size {size!r} gives {count} items, expected 1..{n}")
+        raise ValueError(f"size={size!r} gives {count} items, expected 1..{n} (there are {n} labels)")
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)
     # Interleave the classes (each class's items in a random order), then take the first `count`:
@@ -223,7 +247,8 @@ def load_mnist(split: str = "train", *, size: int | None = None,
 
     Args:
         split: ``"train"`` or ``"test"``.
-        size: keep a seeded, stratified subset of this many images (``None``: all of them).
+        size: keep a seeded, stratified subset of this many images (``None``: all of them). More
+            images than the split has, or a fraction, raises ``ValueError``.
         quiet: do not print the line that names the source (:func:`fewshot.setup` prints it in
             its own line instead). It is printed once, when the source is decided.
 
@@ -231,7 +256,13 @@ def load_mnist(split: str = "train", *, size: int | None = None,
         ``images`` ``(N, 1, 28, 28)`` float32 (mean 0, std 1 over MNIST) and ``labels`` ``(N,)`` int64.
     """
     check_split(split)
-    images, labels = _load(quiet).splits[split]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, Integral) or size < 1):
+        raise ValueError(f"size={size!r}: expected a number of images (an integer ≥ 1) or None")
+    loaded = _load(quiet)
+    images, labels = loaded.splits[split]
+    if size is not None and size > len(labels):
+        raise ValueError(f"size={size!r}: the {split} split has only {len(labels):,} images "
+                         f"({loaded.source})")
     if size is not None and size < len(labels):
         idx = stratified_subset(labels, int(size))
         images, labels = images[idx], labels[idx]
@@ -239,7 +270,11 @@ def load_mnist(split: str = "train", *, size: int | None = None,
 
 
 def load_run_data(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_mnist`` at the current profile's size (``Profile.train_size`` / ``test_size``)."""
+    """``load_mnist`` at the current profile's size (``Profile.train_size`` / ``test_size``), or the
+    whole split when it is smaller (the offline fallback's 4,000 / 1,000 digits)."""
     check_split(split)
     profile = get_profile()
-    return load_mnist(split, size=profile.train_size if split == "train" else profile.test_size)
+    size = profile.train_size if split == "train" else profile.test_size
+    if size is not None:  # the offline fallback has fewer digits than the larger profiles ask for
+        size = min(size, len(_load(quiet=False).splits[split][1]))
+    return load_mnist(split, size=size)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .checks import check_choice
+from .checks import check_choice, check_tensor
 
 METRICS = ("euclidean", "cosine")
 EPS = 1e-9
@@ -26,8 +26,27 @@ def check_metric(metric: str) -> None:
     check_choice(metric, "metric", METRICS)
 
 
+def check_widths(x1: object, x2: object, name1: str = "x1", name2: str = "x2", *,
+                 same_rows: bool = True) -> None:
+    """Both 2-D tensors of equal width ``D`` (and, when ``same_rows``, equal row count ``B``).
+
+    Only shapes are read (no pass over the values), so the losses can call it every step. Without it a
+    width mismatch fails deep inside torch, and ``(1, D)`` against ``(B, D)`` silently broadcasts.
+    """
+    for value, name in ((x1, name1), (x2, name2)):
+        if check_tensor(value, name).ndim != 2:
+            raise ValueError(f"{name} must be 2-D (rows, D), got shape {tuple(value.shape)}")
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"{name1} and {name2} differ in width: shapes {tuple(x1.shape)} and "
+                         f"{tuple(x2.shape)}, expected embeddings of the same dimension D")
+    if same_rows and x1.shape[0] != x2.shape[0]:
+        raise ValueError(f"{name1} and {name2} differ in rows: shapes {tuple(x1.shape)} and "
+                         f"{tuple(x2.shape)}, expected one row of each per pair (B, D), (B, D)")
+
+
 def squared_euclidean(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     """Row-wise ``‖x1 − x2‖²``: ``(B, D), (B, D) → (B,)``."""
+    check_widths(x1, x2)
     return (x1 - x2).pow(2).sum(1)
 
 
@@ -38,6 +57,7 @@ def euclidean(x1: torch.Tensor, x2: torch.Tensor, eps: float = EPS) -> torch.Ten
 
 def cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     """Row-wise cosine distance ``1 − cos(x1, x2)``: ``(B, D), (B, D) → (B,)``."""
+    check_widths(x1, x2)
     return 1 - (F.normalize(x1, dim=1) * F.normalize(x2, dim=1)).sum(1)
 
 
@@ -56,6 +76,7 @@ def pairwise(x: torch.Tensor, y: torch.Tensor | None = None, metric: str = "eucl
     """
     check_metric(metric)
     y = x if y is None else y
+    check_widths(x, y, "x", "y", same_rows=False)
     if metric == "cosine":
         return 1 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).T
     return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from os import PathLike
+from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .checks import check_embeddings, check_finite, check_number, check_same_length, check_tensor
-from .distances import check_metric, pairwise
+from .distances import METRICS, check_metric, pairwise
 
 Identity = Union[str, int]
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
@@ -73,6 +74,37 @@ def _check_identity(identity: object) -> Identity:
 def _check_threshold(threshold: object) -> float:
     """A distance threshold: finite and ≥ 0 (every distance of a gallery is ≥ 0)."""
     return check_number(threshold, "threshold", 0.0)
+
+
+def _read_gallery_file(path: str | PathLike) -> dict:
+    """The checked contents of a file written by :meth:`Gallery.save` (see :meth:`Gallery.load`)."""
+    if not isinstance(path, (str, PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no gallery file at {path!s}"
+                                f"{' (it is a folder)' if Path(path).is_dir() else ''}")
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # truncated zip, another format, pickled objects weights_only refuses
+        reason = f"{type(exc).__name__}: {str(exc).strip().split('. ')[0][:100]}"
+        raise ValueError(f"{path!s} is not a saved Gallery: torch.load cannot read it ({reason}); "
+                         "it is truncated or another kind of file") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path!s} is not a saved Gallery (expected format {FORMAT!r})")
+    keys = ("metric", "identities", "templates", "image_shape", "fingerprint")
+    t, ids, shape = data.get("templates"), data.get("identities"), data.get("image_shape")
+    problems = {f"it lacks {[k for k in keys if k not in data]}": any(k not in data for k in keys),
+                "templates is not a 2-D float tensor": not (isinstance(t, torch.Tensor) and t.ndim == 2
+                                                            and t.is_floating_point()),
+                f"identities {ids!r:.60} do not match the templates": not isinstance(ids, list)
+                or not isinstance(t, torch.Tensor) or len(ids) != len(t),
+                f"metric={data.get('metric')!r}": data.get("metric") not in METRICS,
+                f"image_shape={shape!r}": shape is not None and not (
+                    isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape))}
+    problem = next((what for what, bad in problems.items() if bad), None)
+    if problem:
+        raise ValueError(f"{path!s} is a damaged Gallery file: {problem}")
+    return data
 
 
 class Gallery:
@@ -252,11 +284,11 @@ class Gallery:
 
         Raises ``ValueError`` when ``embed``'s model fingerprint differs from the saved one (a
         different or retrained model would put probes in another embedding space). A plain function
-        has fingerprint ``None``: it matches only a gallery saved with a plain function.
+        has fingerprint ``None``: it matches only a gallery saved with a plain function. A missing file
+        raises ``FileNotFoundError``; a truncated file, another kind of file or a damaged gallery
+        raises ``ValueError`` naming the file.
         """
-        data = torch.load(path, weights_only=True, map_location="cpu")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path!s} is not a saved Gallery (expected format {FORMAT!r})")
+        data = _read_gallery_file(path)
         found = model_fingerprint(embed)
         if found != data["fingerprint"]:
             raise ValueError(f"embed's model fingerprint {found} differs from the one the gallery in "

@@ -5,8 +5,9 @@ Usage:
     python tests/browser_check.py _build/html [--page book/01_why_few_shot.html ...] [--shots DIR] [-v]
 
 Serves the built HTML folder on 127.0.0.1 (a free port) and opens every page named in ``_toc.yml`` (or
-only the pages given with --page) in headless Chromium at 1280 px. Requests to any other host are
-refused, as on a machine without internet access, so the page must render from the book alone. Per page:
+only the pages given with --page) in headless Chromium, at 1280 px and again at 390 px (a phone).
+Requests to any other host are refused, as on a machine without internet access, so the page must
+render from the book alone. Per page:
 
 * maths: MathJax (served by the book, ``_static/mathjax/``) started, turned every formula
   (``.math``) into an ``mjx-container`` and reported no TeX error (``mjx-merror``), and no raw TeX
@@ -15,14 +16,21 @@ refused, as on a machine without internet access, so the page must render from t
 * images: every ``<img>`` loaded (natural width > 0);
 * requests: none failed (network error, refused host or HTTP >= 400) except those on ``ALLOWED_FAILURES``
   below;
+* console: no JavaScript error and no ``console.error`` message, at either width;
+* layout at 1280 px: no block (table, display formula, code or output block, image, widget) is wider
+  than the text column, and no code or output block overflows its own box (a code line too long for
+  the code font);
+* layout at 390 px: the page never scrolls sideways (wide tables and formulas scroll inside their own
+  box, images and widgets shrink to the column, long inline code wraps);
 * widgets (pages that embed ipywidgets): each is rendered exactly once (one ``div.widget-subarea`` per
   widget-view script) and shows an image; for every slider in it, focuses the slider handle, presses
   ArrowRight and checks that the slider's readout and the displayed image (its ``src`` and the pixels
-  of an element screenshot) change; require.js / embed-amd.js are each loaded once, and no JavaScript
-  error mentions widgets.
+  of an element screenshot) change; for every row of toggle buttons, clicks the next button and checks
+  that it becomes the selected one and that the image changes; require.js / embed-amd.js are each
+  loaded once.
 
-Prints one line per checked thing (per page: maths, images, requests; one per widget) and exits non-zero
-on failure; -v also lists console messages and every request.
+Prints one line per checked thing (per page: maths, images, requests, console, layout; one per widget)
+and exits non-zero on failure; -v also lists console messages and every request.
 
 Needs the ``playwright`` Python package and a Chromium binary: by default Debian's /usr/bin/chromium
 (``apt-get install chromium``; set $CHROMIUM to use another, e.g. Google Chrome). ``playwright install``
@@ -105,6 +113,59 @@ IMAGES_JS = """async () => {
                                       new Promise(r => setTimeout(r, 20000))]);
     await Promise.all(imgs.map(settle));
     return imgs.map(i => [i.currentSrc || i.src || '(no src)', i.naturalWidth]);
+}"""
+
+
+WIDE, NARROW = 1280, 390  # px: a laptop and a phone
+# Blocks that must fit the text column at WIDE, and how each one's width is measured.
+BLOCKS = {"table": "table", "formula": "div.math", "code": "pre",
+          "output": ".output, .cell_output", "image": "img", "widget": ".widget-subarea, .jupyter-widgets"}
+
+# The text column's width and every block wider than it (or, for code and outputs, wider than its own
+# box: its lines overflow). A display formula's width is that of its typeset maths (mjx-math).
+LAYOUT_JS = """blocks => {
+    const article = document.querySelector('article.bd-article') || document.querySelector('main');
+    const style = getComputedStyle(article);
+    const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const label = e => {
+        const section = e.closest('section[id]');
+        const text = (e.textContent || e.getAttribute('src') || '').replace(/\\s+/g, ' ').trim();
+        return `${section ? '#' + section.id + ' ' : ''}"${text.slice(0, 50)}"`;
+    };
+    const wide = [], counts = {};
+    for (const [kind, selector] of Object.entries(blocks)) {
+        const found = [...article.querySelectorAll(selector)].filter(e => e.getClientRects().length);
+        counts[kind] = found.length;
+        for (const e of found) {
+            const maths = kind === 'formula' ? e.querySelector('mjx-math') : null;
+            const width = Math.ceil((maths || e).getBoundingClientRect().width);
+            const overflow = ['code', 'output'].includes(kind) ? e.scrollWidth - e.clientWidth : 0;
+            if (width > column + 1) wide.push(`${kind} ${width} px wide: ${label(e)}`);
+            else if (overflow > 1) wide.push(`${kind} overflows its box by ${overflow} px: ${label(e)}`);
+        }
+    }
+    return {column: Math.round(column), counts, wide};
+}"""
+
+# At NARROW: how far the page scrolls sideways, and the outermost elements that stick out of the
+# viewport without a scrolling box of their own around them.
+NARROW_JS = """() => {
+    const page = document.scrollingElement || document.documentElement;
+    const width = window.innerWidth, out = [];
+    const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) {
+        const o = getComputedStyle(p).overflowX;
+        if (o === 'auto' || o === 'scroll' || o === 'hidden' || o === 'clip') return true; }
+        return false; };
+    for (const e of document.body.querySelectorAll('*')) {
+        const r = e.getBoundingClientRect();
+        if (r.width && r.right > width + 1 && !scrolls(e)
+                && !(e.parentElement && e.parentElement.getBoundingClientRect().right > width + 1)) {
+            const text = (e.textContent || '').replace(/\\s+/g, ' ').trim().slice(0, 50);
+            out.push(`<${e.tagName.toLowerCase()}${e.className && typeof e.className === 'string'
+                ? ' class="' + e.className.slice(0, 40) + '"' : ''}> right edge ${Math.round(r.right)} px: "${text}"`);
+        }
+    }
+    return {scroll: page.scrollWidth - page.clientWidth, out: out.slice(0, 8)};
 }"""
 
 
@@ -224,9 +285,19 @@ def check_page(page, base: str, rel: str, shots: Path | None, verbose: bool) -> 
     n_other = sum(urlparse(r).netloc not in (local, "") and not r.startswith("data:") for r in requests)
     report(not bad, f"requests: {len(requests)}, {len(bad)} failed, {len(excused)} allowed to fail, "
            f"{n_other} to other hosts", [f"request failed: {b}" for b in bad])
-    for e in console_errors:
-        if re.search(r"widget|embed|require|jupyter|mathjax", e, re.I) and "thebe" not in e.lower():
-            failures.append(f"{rel}: {e}")
+    errors = [e for e in console_errors if not (e.startswith("console.error: Failed to load resource")
+                                                 and excused)]
+    report(not errors, f"console: {len(errors)} errors at {WIDE} px", [f"at {WIDE} px: {e}" for e in errors])
+
+    # layout: every block fits the text column
+    layout = page.evaluate(LAYOUT_JS, BLOCKS)
+    counts = ", ".join(f"{n} {kind}" for kind, n in layout["counts"].items() if n)
+    report(not layout["wide"], f"layout at {WIDE} px: column {layout['column']} px; {counts or 'no blocks'}; "
+           f"{len(layout['wide'])} too wide", [f"at {WIDE} px, column {layout['column']} px: {w}"
+                                                for w in layout["wide"]])
+    if verbose:
+        for w in layout["wide"]:
+            print(f"  {rel}: {w}")
     if verbose:
         for e in console_errors:
             print(f"  {rel}: {e[:300]}")
@@ -238,19 +309,50 @@ def check_page(page, base: str, rel: str, shots: Path | None, verbose: bool) -> 
     return failures
 
 
-def check_widgets(page, rel: str, shots: Path | None) -> list[str]:
-    """Check the widgets of a page; return the failures (and print one line per widget)."""
-    failures: list[str] = []
+def wait_rendered(page) -> None:
+    """Until MathJax has typeset and every widget view is rendered with its image (or 60 s passed)."""
+    try:
+        page.evaluate(MATHJAX_JS)
+    except PlaywrightError:
+        pass
     n_views = page.locator(f'script[type="{WIDGET_VIEW}"]').count()
-    # wait until every widget view is rendered and shows its image (or the timeout passes)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while n_views and time.monotonic() < deadline:
         done = page.evaluate("""() => [...document.querySelectorAll('div.widget-subarea')]
-            .filter(d => !d.querySelector('.noUi-handle')
+            .filter(d => !d.querySelector('.noUi-handle, .widget-toggle-buttons')
                          || (d.querySelector('img') && d.querySelector('img').naturalWidth > 0)).length""")
         if done >= n_views:
             break
         page.wait_for_timeout(250)
+    page.evaluate(IMAGES_JS)
+
+
+def check_narrow(page, base: str, rel: str, verbose: bool) -> list[str]:
+    """At NARROW px: the page must not scroll sideways and must log no error; returns the failures."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.set_default_timeout(60_000)
+    page.goto(f"{base}/{rel}", wait_until="load")
+    wait_rendered(page)
+    page.wait_for_timeout(300)
+    state = page.evaluate(NARROW_JS)
+    failures = [f"{rel}: at {NARROW} px: {e}" for e in errors]
+    if state["scroll"] > 0:
+        failures.append(f"{rel}: at {NARROW} px the page scrolls sideways by {state['scroll']} px; "
+                        + ("sticking out: " + "; ".join(state["out"]) if state["out"] else "(no single element)"))
+    print(f"{'FAIL' if failures else 'ok  '} {rel}: at {NARROW} px: page scrolls sideways by {state['scroll']} px, "
+          f"{len(errors)} console errors")
+    if verbose:
+        for line in (state["out"] if state["scroll"] > 0 else []) + errors:
+            print(f"  {rel}: {line[:300]}")
+    return failures
+
+
+def check_widgets(page, rel: str, shots: Path | None) -> list[str]:
+    """Check the widgets of a page; return the failures (and print one line per widget)."""
+    failures: list[str] = []
+    wait_rendered(page)  # every widget view rendered with its image (or the timeout passed)
     page.wait_for_timeout(500)  # a duplicate render would arrive a little later
 
     scripts = page.evaluate("() => [...document.scripts].map(s => s.src).filter(Boolean)")
@@ -273,7 +375,8 @@ def check_widgets(page, rel: str, shots: Path | None) -> list[str]:
             continue
         widget = view.locator("xpath=preceding-sibling::div[contains(@class,'widget-subarea')][1]")
         handles = widget.locator(".noUi-handle").all()
-        if not handles:  # not a slider (a training progress bar, say): rendering once is enough
+        toggle_rows = widget.locator(".widget-toggle-buttons").all()
+        if not handles and not toggle_rows:  # a training progress bar, say: rendering once is enough
             print(f"ok   {label}: rendered once (no slider)")
             continue
         state = image_state(widget)
@@ -309,7 +412,36 @@ def check_widgets(page, rel: str, shots: Path | None) -> list[str]:
                 changed = [w for w, b, a in zip(("src", "pixels"), before, after) if b != a]
                 notes.append(f"{name} {before_value}->{after_value}: image changed ({'+'.join(changed)}"
                              f" {before[1]}->{after[1]})")
-        print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(handles)} slider(s); " + "; ".join(notes))
+        for j, row in enumerate(toggle_rows):
+            name = (row.locator(".widget-label").first.text_content() or f"toggles{j + 1}").strip()
+            buttons = row.locator("button").all()
+            texts = [(b.text_content() or "").strip() for b in buttons]
+            active = [k for k, b in enumerate(buttons) if "mod-active" in (b.get_attribute("class") or "")]
+            if len(buttons) < 2 or len(active) != 1:
+                ok = False
+                notes.append(f"{name}: {len(buttons)} buttons, {len(active)} selected (expected ≥ 2 and 1)")
+                continue
+            target = (active[0] + 1) % len(buttons)
+            before = image_state(widget)
+            buttons[target].click()
+            after, deadline = before, time.monotonic() + 5
+            while after == before and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+                after = image_state(widget)
+            selected = "mod-active" in (buttons[target].get_attribute("class") or "")
+            if shots:
+                widget.screenshot(path=str(shots / f"{rel.replace('/', '_')}_w{i + 1}_{name}_{target}.png"))
+            step = f"{name} {texts[active[0]]!r}->{texts[target]!r}"
+            if not selected:
+                ok = False
+                notes.append(f"{step}: the clicked button is not selected")
+            elif after is None or after == before:
+                ok = False
+                notes.append(f"{step}: image did not change")
+            else:
+                notes.append(f"{step}: image changed ({before[1]}->{after[1]})")
+        print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(handles)} slider(s), {len(toggle_rows)} toggle row(s); "
+              + "; ".join(notes))
         if not ok:
             failures.append(f"{label}: " + "; ".join(notes))
 
@@ -349,12 +481,15 @@ def main() -> int:
                                         args=CHROMIUM_ARGS)
             try:
                 for rel in pages:
-                    context = browser.new_context(viewport={"width": 1280, "height": 1600})
-                    context.route(re.compile(r"^https?://"), offline)
-                    try:
-                        failures += check_page(context.new_page(), base, rel, args.shots, args.verbose)
-                    finally:
-                        context.close()
+                    for width, height in ((WIDE, 1600), (NARROW, 844)):
+                        context = browser.new_context(viewport={"width": width, "height": height})
+                        context.route(re.compile(r"^https?://"), offline)
+                        try:
+                            page = context.new_page()
+                            failures += (check_page(page, base, rel, args.shots, args.verbose) if width == WIDE
+                                         else check_narrow(page, base, rel, args.verbose))
+                        finally:
+                            context.close()
             finally:
                 browser.close()
     finally:
@@ -362,7 +497,7 @@ def main() -> int:
         server.server_close()
     for f in failures:
         print(f"FAILED: {f}")
-    print(f"{len(pages)} page(s): {'FAILED' if failures else 'maths, images, requests and sliders all fine'}")
+    print(f"{len(pages)} page(s): {'FAILED' if failures else 'maths, images, requests, console, layout and widgets all fine'}")
     return 1 if failures else 0
 
 

@@ -57,6 +57,7 @@ def check(html_dir: Path) -> list[str]:
               f"widget state: {'yes' if has_state else 'no'}")
     problems += check_offline(html_dir)
     problems += check_widget_fonts(html_dir)
+    problems += check_page_assets(html_dir)
     return problems
 
 
@@ -106,6 +107,30 @@ def check_widget_fonts(html_dir: Path) -> list[str]:
                    if not (page.parent / place / font).exists()]
         if missing:
             problems.append(f"{page.name}: widget icon fonts missing next to the page: {missing}")
+    return problems
+
+
+def check_page_assets(html_dir: Path) -> list[str]:
+    """Each inline script once per page; the layout CSS on every page; on widget pages the MathJax 2
+    shim before the widget bundle (both causes of console errors in the browser, caught without one)."""
+    problems = []
+    if not (html_dir / "_static" / "book-layout.css").exists():
+        problems.append("_static/book-layout.css is missing (html_extra_path: _extra)")
+    for name in toc_pages():
+        page = html_dir / f"{name}.html"
+        if not page.exists():
+            continue
+        text = page.read_text()
+        bodies = [b.strip() for b in re.findall(r"<script>(.*?)</script>", text, re.S) if b.strip()]
+        repeated = sorted({b[:60] for b in bodies if bodies.count(b) > 1})
+        if repeated:
+            problems.append(f"{page.name}: inline script(s) written twice: {repeated}")
+        if "_static/book-layout.css" not in text:
+            problems.append(f"{page.name}: does not link _static/book-layout.css")
+        if "application/vnd.jupyter.widget-state+json" in text:
+            shim, bundle = text.find("ipywidgets/mathjax-hub-shim.js"), text.find("ipywidgets/embed-amd.js")
+            if shim < 0 or shim > bundle:
+                problems.append(f"{page.name}: ipywidgets/mathjax-hub-shim.js must load before embed-amd.js")
     return problems
 
 

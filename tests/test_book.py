@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 NOTEBOOKS = sorted(p for p in BOOK.glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+# Code lines in notebooks: at most CODE_LINE characters, which fit the theme's 688-px text column at
+# 1,280 px in the code font that _extra/_static/book-layout.css sets (a wide monospace font is about
+# 0.62 em a character; a code block has 16 px of padding either side)
+CODE_LINE = 80
+TEXT_COLUMN_PX, CODE_PADDING_PX, WIDE_MONOSPACE_EM = 688, 2 * 16, 0.62
 
 SETUP_CELL = '''# Colab: install the book's helper package `fewshot` from the repository
 # (does nothing elsewhere).
@@ -103,8 +108,19 @@ def test_chapter_template(path: Path) -> None:
     text = markdown(path)
     assert re.search(r"^## Exercises", text, re.M), f"{path.name} has no Exercises section"
     assert re.search(r"^## Summary", text, re.M), f"{path.name} has no Summary section"
-    long = [line for src in code for line in src.splitlines() if len(line) > 80]
-    assert not long, f"{path.name}: code lines over 80 characters: {long[:3]}"
+    long = [line for src in code for line in src.splitlines() if len(line) > CODE_LINE]
+    assert not long, f"{path.name}: code lines over {CODE_LINE} characters: {long[:3]}"
+
+
+def test_a_code_line_fits_the_column_in_the_code_font() -> None:
+    """CODE_LINE characters in the book's code font fit the 688-px text column with the block's padding
+    (tests/browser_check.py measures the real pages: no code or output block overflows its box)."""
+    css = (ROOT / "_extra" / "_static" / "book-layout.css").read_text()
+    rule = re.search(r"\.bd-article pre[^{]*\{[^}]*?font-size:\s*([\d.]+)px", css)
+    assert rule, "book-layout.css sets no px font-size for .bd-article pre"
+    size = float(rule.group(1))
+    assert CODE_LINE * WIDE_MONOSPACE_EM * size + CODE_PADDING_PX <= TEXT_COLUMN_PX, (
+        f"{CODE_LINE} characters at {size} px are wider than the {TEXT_COLUMN_PX}-px column")
 
 
 def test_links_and_mentions_only_to_chapters_in_the_toc() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import socket
 import sys
 import types
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import fewshot.data as data
-from fewshot.data import download_timeout, load_mnist, plain_reason, stratified_subset
+from fewshot.data import download_timeout, load_mnist, normalise, plain_reason, stratified_subset
 
 
 def test_unknown_split() -> None:
@@ -58,6 +59,47 @@ def test_stratified_subset_balanced_and_seeded() -> None:
     for bad in (0, 61):
         with pytest.raises(ValueError, match=str(bad)):
             stratified_subset(labels, bad)
+
+
+def test_subset_sizes_bad_input_named() -> None:
+    labels = torch.arange(10).repeat_interleave(6)  # 60 labels
+    cases = [(61, "size=61 gives 61 items, expected 1..60"), (0, "size=0 gives 0 items"),
+             (1.5, "size=1.5: a float is a fraction and must be in (0, 1]"),
+             (30.0, "size=30.0: a float is a fraction"), (0.0, "size=0.0: a float is a fraction"),
+             (0.001, "size=0.001 gives 0 items"), (True, "size=True: expected a count"),
+             ("30", "size='30': expected a count"), (None, "size=None: expected a count")]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            stratified_subset(labels, bad)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        stratified_subset(labels.float(), 10)
+
+
+def test_load_mnist_size_bad_input_named(mnist: dict) -> None:
+    n = len(mnist["train"][1])
+    for bad in (0.5, 100.0, 0, -3, True, "100"):
+        with pytest.raises(ValueError, match=re.escape(f"size={bad!r}: expected a number of images")):
+            load_mnist("train", size=bad)
+    with pytest.raises(ValueError, match=re.escape(f"size={n + 1}: the train split has only {n:,} images")):
+        load_mnist("train", size=n + 1)
+    assert len(load_mnist("train", size=n)[1]) == n
+
+
+def test_normalise_bad_pixels_named() -> None:
+    pixels = torch.full((2, 784), 128.0)
+    assert normalise(pixels).shape == (2, 1, 28, 28)
+    assert normalise(torch.zeros(3, 28, 28, dtype=torch.uint8)).shape == (3, 1, 28, 28)
+    pixels[1, 5] = float("nan")
+    with pytest.raises(ValueError, match=re.escape("pixels holds 1 NaN or infinite value(s) (shape (2, 784))")):
+        normalise(pixels)
+    with pytest.raises(ValueError, match=re.escape("pixels range from -0.42 to 2.8: expected raw 0–255")):
+        normalise(torch.tensor([-0.42, 2.8]).repeat(392))  # already normalised
+    with pytest.raises(ValueError, match=re.escape("pixels has shape (2, 100) (200 values)")):
+        normalise(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match=re.escape("pixels has shape (0, 784)")):
+        normalise(torch.zeros(0, 784))
+    with pytest.raises(TypeError, match="pixels must be a torch.Tensor, got list"):
+        normalise([0.0] * 784)
 
 
 def test_small_subsets_stay_balanced() -> None:

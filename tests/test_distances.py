@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -76,3 +77,21 @@ def test_unknown_metric() -> None:
                  lambda: pairwise(t([[0, 0]]), metric="manhattan")):
         with pytest.raises(ValueError, match="metric='manhattan'"):
             call()
+
+
+def test_mismatched_widths_and_shapes_are_named() -> None:
+    a, b = torch.zeros(4, 3), torch.zeros(4, 5)
+    for call in (lambda: rowwise(a, b), lambda: rowwise(a, b, "cosine"), lambda: euclidean(a, b),
+                 lambda: squared_euclidean(a, b), lambda: pairwise(a, b), lambda: pairwise(a, b, "cosine")):
+        with pytest.raises(ValueError, match=re.escape("(4, 3) and (4, 5)") + ".*same dimension D"):
+            call()
+    # (1, D) against (B, D) would broadcast silently in a row-wise distance
+    with pytest.raises(ValueError, match=re.escape("differ in rows: shapes (1, 3) and (4, 3)")):
+        rowwise(torch.zeros(1, 3), a)
+    with pytest.raises(ValueError, match=re.escape("x1 must be 2-D (rows, D), got shape (3,)")):
+        cosine(torch.zeros(3), a)
+    with pytest.raises(ValueError, match=re.escape("y must be 2-D (rows, D), got shape (2, 1, 3)")):
+        pairwise(a, torch.zeros(2, 1, 3))
+    with pytest.raises(TypeError, match="x2 must be a torch.Tensor, got list"):
+        euclidean(a, [[0.0, 0.0, 0.0]])
+    assert pairwise(torch.zeros(2, 3), a).shape == (2, 4)  # different row counts are fine in a matrix

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 
 import numpy as np
 import pytest
@@ -176,6 +177,40 @@ def test_load_rejects_other_files(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a saved Gallery"):
         Gallery.load(path, flat)
 
+
+
+def test_load_names_missing_truncated_and_foreign_files(tmp_path) -> None:
+    g = Gallery(flat)
+    g.enrol("a", img((1, 2)))
+    good = tmp_path / "gallery.pt"
+    g.save(good)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no gallery file at {tmp_path / 'nope.pt'}")):
+        Gallery.load(tmp_path / "nope.pt", flat)
+    with pytest.raises(FileNotFoundError, match="it is a folder"):
+        Gallery.load(tmp_path, flat)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.txt"
+    text.write_text("enrolled: alice, bob\n")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path in (truncated, text, empty):
+        with pytest.raises(ValueError, match=re.escape(f"{path} is not a saved Gallery: torch.load cannot "
+                                                       "read it")):
+            Gallery.load(path, flat)
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        Gallery.load(3, flat)
+    saved = torch.load(good, weights_only=True)
+    for change, words in ((lambda d: d.pop("templates"), "it lacks ['templates']"),
+                          (lambda d: d.update(templates=torch.zeros(3)), "templates is not a 2-D float"),
+                          (lambda d: d.update(identities=["a", "b"]), "identities ['a', 'b'] do not match"),
+                          (lambda d: d.update(metric="dot"), "metric='dot'"),
+                          (lambda d: d.update(image_shape=[1, -28]), "image_shape=[1, -28]")):
+        damaged = dict(saved)
+        change(damaged)
+        torch.save(damaged, tmp_path / "damaged.pt")
+        with pytest.raises(ValueError, match=re.escape(f"damaged.pt is a damaged Gallery file: {words}")):
+            Gallery.load(tmp_path / "damaged.pt", flat)
 
 # ----- Gallery bad input -----
 def test_gallery_bad_input() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import ipywidgets as widgets
 from ipywidgets.widgets.widget_link import Link
 import matplotlib
@@ -76,6 +78,31 @@ def test_two_sliders_nested_stacks_and_jslinks() -> None:
     assert not linked(sb, outer) and not linked(sa, outer.children[0])
 
 
+@needs_stack
+def test_toggle_buttons_for_a_categorical_choice() -> None:
+    sliders = {"kind": ["pair", "triplet"], "example": [0, 1, 2]}
+    box = slider_frames(lambda kind, example: render(kind=kind, example=example), sliders, dpi=DPI,
+                        toggles=["kind"])
+    kind, example, outer = box.children
+    assert isinstance(kind, widgets.ToggleButtons) and kind.description == "kind"
+    assert [label for label, _ in kind.options] == ["pair", "triplet"] and kind.index == 0
+    assert isinstance(example, widgets.SelectionSlider)  # an ordered value stays a slider
+    assert linked(kind, outer) and all(linked(example, row) for row in outer.children)
+    assert [f.value for f in outer.children[1].children] == [png(kind="triplet", example=e)
+                                                              for e in sliders["example"]]
+
+
+def test_toggles_must_name_controls() -> None:
+    for bad in (["colour"], "kind"):
+        with pytest.raises(ValueError, match=re.escape(f"toggles={bad!r}: expected a list of names among ['kind']")):
+            slider_frames(render, {"kind": [1, 2]}, toggles=bad)
+
+
+def test_controls_shrink_to_a_narrow_column() -> None:
+    box = slider_frames(lambda a, b: render(a=a, b=b), {"a": [1, 2], "b": [3]}, dpi=DPI, toggles=["b"])
+    assert all(control.layout.max_width == "100%" for control in box.children[:2])
+
+
 def test_ipywidgets7_fallback_swaps_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fw, "HAS_STACK", False)
     box = slider_frames(lambda n: render(n=n), {"n": [1, 2, 3]}, dpi=DPI)
@@ -98,6 +125,15 @@ def test_ipywidgets7_fallback_two_sliders(monkeypatch: pytest.MonkeyPatch) -> No
     assert image.value == png(a=1, b=4)
     sa.index = 1
     assert image.value == png(a=2, b=4)
+
+
+def test_ipywidgets7_fallback_toggle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fw, "HAS_STACK", False)
+    box = slider_frames(lambda kind: render(kind=kind), {"kind": ["a", "b"]}, dpi=DPI, toggles=["kind"])
+    toggle, image = box.children
+    assert isinstance(toggle, widgets.ToggleButtons)
+    toggle.index = 1
+    assert image.value == png(kind="b")
 
 
 @pytest.mark.parametrize("sliders", [{}, {"a": [1], "b": [1], "c": [1]}])
