@@ -5,7 +5,10 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 
 ========================  ==========================================================
 ``fewshot.plan``          each chapter's training time, estimated (``python -m fewshot plan``)
-``fewshot.compare``       the method comparison table (``python -m fewshot compare``)
+``fewshot.protocol``      enrol/verify protocol and its table (``python -m fewshot verify``)
+``fewshot.oneshot``       one-shot characters and their table (``python -m fewshot oneshot``)
+``fewshot.compare``       the digit comparison table (``python -m fewshot compare``)
+``fewshot.tables``        typed rows → one Markdown or plain-text table
 ``fewshot.recipes``       the book's methods by name: build and train (cached)
 ``fewshot.evaluate``      one measurement of a trained embedding: P@1, MAP@R, few-shot ± CI
 ``fewshot.verify``        enrol, verify, identify; ROC, EER, TAR@FAR, open-set rates

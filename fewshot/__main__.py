@@ -15,11 +15,11 @@ import sys
 
 from .cache import read_ledger
 from .characters import characters_source
-from .compare import (CHARACTER_METHODS, DEFAULT_DIMS, DEFAULT_METHODS, VERIFY_DATA, VERIFY_METHODS,
-                      compare, format_table, format_verification_table, oneshot, oneshot_markdown,
-                      verification_table)
+from .compare import DEFAULT_DIMS, DEFAULT_METHODS, compare, format_table
 from .config import get_profile
+from .oneshot import CHARACTER_METHODS, oneshot, oneshot_markdown
 from .plan import format_plan, plan_json, run_plan
+from .protocol import VERIFY_DATA, VERIFY_METHODS, format_verification_table, verification_table
 from .recipes import METHODS
 from .run import setup
 

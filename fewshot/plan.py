@@ -35,13 +35,13 @@ import torch
 
 from . import cache
 from .characters import BACKGROUND_SPLIT, load_run_characters
-from .compare import CHARACTER_DIM, CHARACTER_METHODS, DEFAULT_UNSEEN
 from .config import Profile
 from .data import load_run_data
-from .episodes import split_classes
+from .episodes import DEFAULT_UNSEEN, split_classes
 from .losses import TripletLoss
 from .miners import all_triplets
 from .models import ClassificationNet, EmbeddingNet
+from .oneshot import CHARACTER_DIM, CHARACTER_METHODS
 from .recipes import METHODS, TRAINING_MODULES, default_miner
 from .train import class_step, metric_step
 
@@ -119,7 +119,7 @@ def row(method: str, dim: int, **kw) -> Row:
 
 
 def characters(name: str) -> Training:
-    """``compare.train_on_characters(name)``: a 32-D model on the background characters."""
+    """``oneshot.train_on_characters(name)``: a 32-D model on the background characters."""
     return train(data="characters", dim=CHARACTER_DIM, **CHARACTER_METHODS[name])
 
 

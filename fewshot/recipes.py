@@ -67,7 +67,7 @@ TRAINING_MODULES = ("checks", "config", "distances", "episodes", "evaluate", "lo
 def metric_of(method: str) -> str:
     """The distance a method's embedding is meant for: cosine for the margin heads and for
     ``supcon`` (both train on normalised embeddings), else Euclidean. Where a validation split
-    exists, it chooses instead (:func:`fewshot.compare.choose_metrics`)."""
+    exists, it chooses instead (:func:`fewshot.oneshot.choose_metric`)."""
     return "cosine" if method in MARGIN_METHODS or method == "supcon" else "euclidean"
 
 

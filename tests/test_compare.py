@@ -15,8 +15,8 @@ import torch
 
 import fewshot.__main__ as cli
 import fewshot.compare as cmp
-from fewshot.compare import (COLUMNS, choose_metric, compare, evaluate_method, format_table,
-                             markdown_table)
+from fewshot.compare import COLUMNS, compare, evaluate_method, format_table, markdown_table
+from fewshot.oneshot import choose_metric
 from fewshot.data import stratified_subset
 
 REQUIRED = {"method", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fewshot.__main__ import main
-from fewshot.compare import (CHARACTER_ALTERNATIVES, CHARACTER_METHODS, ONESHOT_COLUMNS,
-                             evaluation_halves, metric_markdown, oneshot_markdown,
-                             verification_splits)
+from fewshot.oneshot import (CHARACTER_ALTERNATIVES, CHARACTER_METHODS, ONESHOT_COLUMNS,
+                             evaluation_halves, metric_markdown, oneshot_markdown)
+from fewshot.protocol import verification_splits
 from fewshot.episodes import EpisodeBatches
 from fewshot.losses import prototypical_loss
 from fewshot.train import episode_step

@@ -1,4 +1,4 @@
-"""Chapter 9's protocol (``fewshot.compare.verification_*``) and ``python -m fewshot verify``."""
+"""Chapter 9's protocol (``fewshot.protocol.verification_*``) and ``python -m fewshot verify``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fewshot import compare
+from fewshot import protocol
 from fewshot.__main__ import main
-from fewshot.compare import (MAX_SHOTS, VERIFY_COLUMNS, verification_markdown, verification_pairs,
+from fewshot.protocol import (MAX_SHOTS, VERIFY_COLUMNS, verification_markdown, verification_pairs,
                              verification_results, verification_splits, verification_table)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_character_splits_are_disjoint_by_identity() -> None:
     splits = verification_splits(labels, "characters", seed=0)
     cal, test = splits["calibration"], splits["test"]
 
-    def ids(split: compare.VerificationSplit) -> set[int]:
+    def ids(split: protocol.VerificationSplit) -> set[int]:
         used = torch.cat([*split.enrol.values(), split.mated, split.nonmated])
         return set(labels[used].tolist())
 
@@ -59,7 +59,7 @@ def test_mnist_splits_are_disjoint_by_image() -> None:
     assert not set(cal.pairs.tolist()) & set(test.pairs.tolist())
     assert len(cal.pairs) + len(test.pairs) == len(labels)
     for split in (cal, test):
-        assert len(split.enrol) == compare.MNIST_ENROLLED
+        assert len(split.enrol) == protocol.MNIST_ENROLLED
         used = torch.cat([*split.enrol.values(), split.mated, split.nonmated])
         assert sorted(used.tolist()) == split.pairs.tolist()  # every image of the half, once
         assert not set(labels[split.nonmated].tolist()) & set(split.enrol)
@@ -78,7 +78,7 @@ def test_splits_depend_on_the_seed_only() -> None:
 def fake_data(monkeypatch: pytest.MonkeyPatch):
     """``verification_data`` replaced by hand-made identities; ``set(x)`` swaps the images."""
     held = dict(zip(("images", "labels"), identities()))
-    monkeypatch.setattr(compare, "verification_data", lambda data="characters": (
+    monkeypatch.setattr(protocol, "verification_data", lambda data="characters": (
         held["images"], held["labels"]))
     return held
 
