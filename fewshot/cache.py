@@ -158,7 +158,7 @@ def load(path: Path, model: nn.Module, read_meta: Callable[[dict], object] | Non
         if set(state) != set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
             raise ValueError("its weights do not fit this model (other names or shapes)")
         model.load_state_dict(state)
-    except Exception as exc:  # noqa: BLE001: any fault is a miss, never a crash
+    except Exception as exc:  # noqa: BLE001 (any fault is a miss, never a crash)
         detail = " ".join(str(exc).split())[:80]
         _warn_once(str(path), f"ignoring the unusable cache file {path.name} ({detail}); retraining")
         claim(path)

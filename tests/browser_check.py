@@ -11,7 +11,7 @@ render from the book alone. Per page:
 
 * maths: MathJax (served by the book, ``_static/mathjax/``) started, turned every formula
   (``.math``) into an ``mjx-container`` and reported no TeX error (``mjx-merror``), and no raw TeX
-  delimiter (``\(``, ``\)``, ``\[``, ``\]``, ``$$``, ``\begin{``) is left in the text outside
+  delimiter (``\\(``, ``\\)``, ``\\[``, ``\\]``, ``$$``, ``\\begin{``) is left in the text outside
   code blocks;
 * images: every ``<img>`` loaded (natural width > 0);
 * requests: none failed (network error, refused host or HTTP >= 400) except those on ``ALLOWED_FAILURES``
@@ -497,7 +497,8 @@ def main() -> int:
         server.server_close()
     for f in failures:
         print(f"FAILED: {f}")
-    print(f"{len(pages)} page(s): {'FAILED' if failures else 'maths, images, requests, console, layout and widgets all fine'}")
+    verdict = "FAILED" if failures else "maths, images, requests, console, layout and widgets all fine"
+    print(f"{len(pages)} page(s): {verdict}")
     return 1 if failures else 0
 
 

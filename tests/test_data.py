@@ -47,7 +47,8 @@ def test_load_mnist_size_is_a_stratified_subset(mnist: dict) -> None:
 
 
 def test_stratified_subset_balanced_and_seeded() -> None:
-    labels = torch.tensor([0] * 10 + [1] * 20 + [2] * 30)[torch.randperm(60, generator=torch.Generator().manual_seed(1))]
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0] * 10 + [1] * 20 + [2] * 30)[order]
     idx = stratified_subset(labels, 30, seed=4)
     assert len(idx) == 30 and len(set(idx.tolist())) == 30
     assert torch.equal(idx, idx.sort().values)
