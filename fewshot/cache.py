@@ -167,6 +167,23 @@ def load(path: Path, model: nn.Module, read_meta: Callable[[dict], object] | Non
     return {"meta": meta, "snapshots": snapshots}
 
 
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically: into a temporary file beside it, then renamed, so
+    a reader never sees half a file and a failed write leaves nothing behind. Raises ``OSError``
+    when the directory cannot be written (the caller decides what that means)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
 def save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None = None) -> bool:
     """Write ``model``'s weights, ``meta`` (JSON-able) and optional weight ``snapshots`` (state
     dicts) atomically; ``True`` if written, and this process's claim on ``path`` is released.
@@ -184,19 +201,12 @@ def _save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         _warn_once(f"nonfinite:{path.name}", f"not caching {path.name}: its weights are not finite")
         return False
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": FORMAT, "state_dict": state, "meta": json.dumps(meta),
-                    "snapshots": list(snapshots or [])}, tmp)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
+        atomic_save({"format": FORMAT, "state_dict": state, "meta": json.dumps(meta),
+                     "snapshots": list(snapshots or [])}, path)
     except OSError as exc:
         _warn_once(f"dir:{path.parent}", f"the model cache {path.parent} cannot be written "
                    f"({exc.strerror or exc}); models stay in memory only")
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         return False
     return True
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import fewshot.characters as characters
-from fewshot.characters import (BACKGROUND_SPLIT, EVALUATION_SPLIT, INSTANCES_PER_CLASS,
-                                character_names, characters_source, load_characters)
+import fewshot.printed as printed_module
+from fewshot.characters import (BACKGROUND_SPLIT, EVALUATION_SPLIT, character_names, characters_source,
+                                load_characters)
+from fewshot.printed import INSTANCES_PER_CLASS
 from fewshot.data import DOWNLOAD_TIMEOUT, MNIST_MEAN, MNIST_STD
 
 _GENERATE = characters.printed_characters  # the real generator (~5 s a seed)
@@ -27,12 +29,12 @@ def _fresh(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test: its own data dir, offline, and no source decided yet (glyph table kept: slow)."""
     monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FEWSHOT_OFFLINE", "1")
-    glyphs = {k: v for k, v in characters._MEMORY.items() if k == ("glyphs",)}
-    monkeypatch.setattr(characters, "_MEMORY", glyphs)
+    characters._printed.cache_clear()  # the glyph table (printed.glyph_table) is kept: slow
     characters._source.cache_clear()  # no source decided yet (it is a memo keyed by the settings)
     monkeypatch.setattr(characters, "printed_characters", _generate_once)  # once per seed
     yield
     characters._source.cache_clear()
+    characters._printed.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +90,14 @@ def test_classes_subset_is_seeded_and_nested() -> None:
 
 
 def test_no_two_classes_render_identically() -> None:
-    table = characters._glyph_table()
+    table = printed_module.glyph_table()
     clean, owner, face = table["clean"], table["glyph_class"], table["glyph_face"]
-    for f in range(len(characters.FACES)):
+    for f in range(len(printed_module.FACES)):
         rows = face == f
         flat = clean[rows].flatten(1)
         rms = torch.cdist(flat, flat) / flat.shape[1] ** 0.5  # RMS pixel difference, 0..1
         rms.fill_diagonal_(float("inf"))
-        assert rms.min() > 0.01, f"two classes look the same in {characters.FACES[f]}"
+        assert rms.min() > 0.01, f"two classes look the same in {printed_module.FACES[f]}"
         assert len(owner[rows].unique()) == int(rows.sum())  # one glyph per class and face
     # Latin A, Greek Alpha and Cyrillic A are one class, named by the Latin letter.
     codes = table["codes"].tolist()
@@ -103,7 +105,7 @@ def test_no_two_classes_render_identically() -> None:
 
 
 def test_case_survives() -> None:
-    table = characters._glyph_table()
+    table = printed_module.glyph_table()
     codes = table["codes"].tolist()
     assert ord("o") in codes and ord("O") in codes  # one font size per face keeps both
 
@@ -118,7 +120,7 @@ def test_character_names() -> None:
     _, labels = load_characters(BACKGROUND_SPLIT, classes=3)
     names = character_names(labels[::INSTANCES_PER_CLASS])
     assert len(names) == 3 and all(len(n) == 1 for n in names)
-    codes = characters._glyph_table()["codes"]
+    codes = printed_module.glyph_table()["codes"]
     assert character_names([int((codes == ord("A")).nonzero())]) == ["A"]
     with pytest.raises(ValueError, match="-1"):
         character_names([-1])
@@ -176,11 +178,11 @@ def test_disk_cache_and_corrupt_file(tmp_path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(characters, "printed_characters", counting)
     first, _ = load_characters(EVALUATION_SPLIT, classes=2)
     (cache,) = tmp_path.glob("printed_characters_*.pt")
-    characters._MEMORY.pop(("printed", 0))
+    characters._printed.cache_clear()
     second, _ = load_characters(EVALUATION_SPLIT, classes=2)  # from disk
     assert calls == [0] and torch.equal(first, second)
     cache.write_bytes(b"not a torch file")
-    characters._MEMORY.pop(("printed", 0))
+    characters._printed.cache_clear()
     third, _ = load_characters(EVALUATION_SPLIT, classes=2)  # corrupt: regenerated, rewritten
     assert calls == [0, 0] and torch.equal(first, third)
     assert torch.load(cache, weights_only=True)["seed"] == 0
