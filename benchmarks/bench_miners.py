@@ -171,7 +171,7 @@ def main() -> None:
         slow_repeat = 5 if b == 128 else 3
         tasks = [
             ("batch_hard", lambda: batch_hard(emb, labels), lambda: loop_batch_hard(emb, labels)),
-            ("semi_hard", lambda: semi_hard(emb, labels, MARGIN), lambda: loop_semi_hard(emb, labels)),
+            ("semi_hard", lambda: semi_hard(emb, labels), lambda: loop_semi_hard(emb, labels)),
             ("hardest_negative_pairs", lambda: hardest_negative_pairs(emb, labels),
              lambda: loop_hardest_negative_pairs(emb, labels)),
             ("all_triplets", lambda: all_triplets(labels), lambda: loop_all_triplets(labels)),
@@ -189,7 +189,7 @@ def main() -> None:
         for name, ours, pml, agree in (
             ("batch_hard", lambda: batch_hard(emb, labels), lambda: pml_hard(emb, labels),
              agree_batch_hard),
-            ("semi_hard", lambda: semi_hard(emb, labels, MARGIN), lambda: pml_semi(emb, labels),
+            ("semi_hard", lambda: semi_hard(emb, labels), lambda: pml_semi(emb, labels),
              agree_semi_hard),
         ):
             rows.append((name, b, "PML miner", median_time(pml, 15), median_time(ours, 15)))

@@ -29,8 +29,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-from .checks import (check_embeddings, check_int, check_labels, check_number,
-                     check_same_length)
+from .checks import check_embeddings, check_int, check_labels, check_same_length
 from .distances import pairwise
 
 Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -166,30 +165,27 @@ def batch_hard(embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
     return anchor, hardest_positive[anchor], hardest_negative[anchor]
 
 
-def semi_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> Triplets:
+def semi_hard(embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
     """One triplet per ordered (anchor, positive) pair, its negative chosen by FaceNet's semi-hard rule.
 
     As TensorFlow Addons' ``triplet_semihard_loss`` picks it:
     ``n = argmin_{j: y_j ≠ y_a, d(a, j) > d(a, p)} d(a, j)`` (the closest negative farther than the
     positive); when no negative is farther, ``n = argmax_{j: y_j ≠ y_a} d(a, j)`` (the farthest).
 
-    ``margin`` (≥ 0, the triplet loss's margin α) does **not** change the pick, as in TF Addons:
+    The loss's margin α does not change the pick, as in TF Addons, so the miner does not take it:
     the closest negative beyond the positive is the one most likely to lie inside the margin, so
     when it does, the triplet is semi-hard in FaceNet's sense (``d_ap < d_an < d_ap + α``); when it
     does not, no negative does and the triplet's loss is 0. Nothing is dropped, so the loss is
-    averaged over every (anchor, positive) pair, as TF Addons does. Pass the loss's margin so
-    the call reads like the loss it feeds.
+    averaged over every (anchor, positive) pair, as TF Addons does.
 
     Args:
         embeddings: ``(B, D)``, detached for ranking.
         labels: ``(B,)`` integer class labels.
-        margin: the triplet loss's margin, a finite number ≥ 0.
 
     Returns:
         ``anchor, positive, negative`` ``(T,)`` int64 indices, ordered by anchor then positive;
         pairs whose anchor has no negative are left out (empty if no triplet is valid).
     """
-    check_number(margin, "margin", 0.0)
     d, positive, negative = _distances_and_masks(embeddings, labels)
     if len(d) == 0:
         return _empty(d.device), _empty(d.device), _empty(d.device)

@@ -100,8 +100,8 @@ class ClassificationNet(nn.Module):
         self.nonlinear = nn.PReLU()
         self.classifier = nn.Linear(embedding_net.embed_dim, n_classes)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, 1, 28, 28) → logits (B, n_classes)``; ``labels`` is ignored (same call as :class:`HeadNet`)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, 28, 28) → logits (B, n_classes)``."""
         return self.classifier(self.nonlinear(self.embedding_net(x)))
 
     def get_embedding(self, x: torch.Tensor) -> torch.Tensor:

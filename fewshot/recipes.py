@@ -129,8 +129,7 @@ def make_miner(name: str, method: str, margin: float | str, seed: int) -> Callab
         return hardest_negative_pairs
     if name == "batch_hard":
         return batch_hard
-    semi_margin = 0.0 if margin == "soft" else float(margin)
-    return lambda emb, y: semi_hard(emb, y, semi_margin)
+    return semi_hard
 
 
 @dataclass

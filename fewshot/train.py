@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .checks import check_images_labels, check_int, check_number
 from .config import generator, get_device, settings
 from .losses import prototypical_loss
+from .models import HeadNet
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Miner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -101,12 +102,13 @@ def embedding_step(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def class_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Classification: ``cross_entropy(model(images, labels), labels)``; labels are 0..C-1.
+    """Classification: ``cross_entropy(logits, labels)``; labels are 0..C-1.
 
-    Passing the labels lets a margin head (:class:`~fewshot.models.HeadNet`) apply its margin to
-    each row's target class; a plain classifier ignores them.
+    A margin head (:class:`~fewshot.models.HeadNet`) is called with the labels, so it can apply its
+    margin to each row's target class; a plain classifier with the images alone.
     """
-    return F.cross_entropy(model(images, labels), labels)
+    logits = model(images, labels) if isinstance(model, HeadNet) else model(images)
+    return F.cross_entropy(logits, labels)
 
 
 def episode_step(k_shot: int) -> Step:

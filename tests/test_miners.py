@@ -107,7 +107,7 @@ def test_hard_miners_match_brute_force(name: str, kind: str) -> None:
     emb = embeddings_for(y, kind)
     d, yl = pairwise(emb).tolist(), y.tolist()
     assert as_lists(*batch_hard(emb, y)) == brute_batch_hard(d, yl)
-    assert as_lists(*semi_hard(emb, y, 0.5)) == brute_semi_hard(d, yl)
+    assert as_lists(*semi_hard(emb, y)) == brute_semi_hard(d, yl)
     assert as_lists(*hardest_negative_pairs(emb, y)) == brute_hardest_negative_pairs(d, yl)
 
 
@@ -119,7 +119,7 @@ def test_hard_miners_match_brute_force_with_many_ties(seed: int) -> None:
     n_ties = sum(len(row) - len(set(row)) for row in d)
     assert n_ties > 50  # the test is about ties
     assert as_lists(*batch_hard(emb, y)) == brute_batch_hard(d, yl)
-    assert as_lists(*semi_hard(emb, y, 1.0)) == brute_semi_hard(d, yl)
+    assert as_lists(*semi_hard(emb, y)) == brute_semi_hard(d, yl)
     assert as_lists(*hardest_negative_pairs(emb, y)) == brute_hardest_negative_pairs(d, yl)
 
 
@@ -128,7 +128,7 @@ def test_hard_miners_use_plain_euclidean_distances() -> None:
     y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
     d = [[math.dist(u, v) for v in emb.tolist()] for u in emb.tolist()]
     assert as_lists(*batch_hard(emb, y)) == brute_batch_hard(d, y.tolist())
-    assert as_lists(*semi_hard(emb, y, 0.2)) == brute_semi_hard(d, y.tolist())
+    assert as_lists(*semi_hard(emb, y)) == brute_semi_hard(d, y.tolist())
 
 
 @pytest.mark.parametrize("name", BATCHES)
@@ -150,7 +150,7 @@ def test_batch_hard_never_picks_the_anchor_as_its_positive() -> None:
 def test_hard_miners_accept_embeddings_that_require_grad() -> None:
     emb = torch.randn(6, 3, requires_grad=True)
     y = torch.tensor([0, 0, 1, 1, 2, 2])
-    for a, p, n in (batch_hard(emb, y), semi_hard(emb, y, 0.2)):
+    for a, p, n in (batch_hard(emb, y), semi_hard(emb, y)):
         assert not a.requires_grad and a.dtype == p.dtype == n.dtype == torch.int64
         loss = (emb[a] - emb[p]).norm(dim=1).sum() - (emb[a] - emb[n]).norm(dim=1).sum()
         loss.backward()
@@ -165,30 +165,27 @@ SEMI_X = torch.tensor([[0.0], [1.0], [3.0], [-2.0], [2.5], [-0.5], [-1.0], [1.25
 SEMI_Y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])
 
 
-@pytest.mark.parametrize("margin", [0.0, 0.1, 1.0, 100.0])
-def test_semi_hard_rule_by_hand(margin: float) -> None:
-    a, p, n = semi_hard(SEMI_X, SEMI_Y, margin)
+def test_semi_hard_rule_by_hand() -> None:
+    a, p, n = semi_hard(SEMI_X, SEMI_Y)
     picks = {(ai, pi): ni for ai, pi, ni in as_lists(a, p, n) if ai == 0}
     # (0, 1): d_ap = 1; negatives at 2, 2.5, 0.5, 1 (not farther: equal), 1.25 → the one at 1.25
     # (0, 2): d_ap = 3; no negative is farther → the farthest negative, at 2.5
     assert picks == {(0, 1): 7, (0, 2): 4}
 
 
-def test_semi_hard_2d_tie_goes_to_lower_index_and_margin_does_not_change_picks() -> None:
+def test_semi_hard_2d_tie_goes_to_lower_index() -> None:
     # anchor (0, 0), positive (1, 0); negatives at (0, 2), (2, 0), (0, -2): all at 2, tied;
     # from anchor (1, 0): at √5, 1 (not farther than its positive) and √5, tied
     emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, -2.0]])
     y = torch.tensor([5, 5, 7, 8, 9])
-    a, p, n = semi_hard(emb, y, 0.5)
+    a, p, n = semi_hard(emb, y)
     assert as_lists(a, p, n) == [(0, 1, 2), (1, 0, 2)]
-    for margin in (0.0, 0.5, 3.0):  # TF Addons: the pick does not depend on the margin
-        assert as_lists(*semi_hard(emb, y, margin)) == [(0, 1, 2), (1, 0, 2)]
 
 
 def test_semi_hard_falls_back_to_farthest_negative_when_none_is_farther() -> None:
     emb = torch.tensor([[0.0], [10.0], [1.0], [2.0], [-3.0]])
     y = torch.tensor([0, 0, 1, 1, 1])
-    a, p, n = semi_hard(emb, y, 0.2)
+    a, p, n = semi_hard(emb, y)
     assert as_lists(a, p, n)[:2] == [(0, 1, 4), (1, 0, 4)]  # farthest from 0: −3; from 10: −3
 
 
@@ -243,7 +240,7 @@ def test_random_miners_reach_every_pair_and_triplet_and_seeds_differ() -> None:
 def test_no_valid_triplet_gives_empty_int64(name: str) -> None:
     y = BATCHES[name]
     emb = embeddings_for(y, "random")
-    results = [batch_hard(emb, y), semi_hard(emb, y, 0.2), all_triplets(y),
+    results = [batch_hard(emb, y), semi_hard(emb, y), all_triplets(y),
                random_triplets(y, torch.Generator().manual_seed(0))]
     for triplet in results:
         for idx in triplet:
@@ -260,7 +257,7 @@ def test_no_pair_gives_empty_int64_and_float_target() -> None:
 
 def test_empty_batch_gives_empty_results() -> None:
     emb, y = torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
-    for result in (batch_hard(emb, y), semi_hard(emb, y, 0.2), hardest_negative_pairs(emb, y)):
+    for result in (batch_hard(emb, y), semi_hard(emb, y), hardest_negative_pairs(emb, y)):
         assert [t.shape for t in result] == [(0,)] * 3
         assert result[0].dtype == result[1].dtype == torch.int64
 
@@ -333,7 +330,7 @@ def test_pk_bad_labels() -> None:
 # ---------------------------------------------------------------------------------------------
 # Bad input to the miners.
 
-HARD_MINERS = [batch_hard, hardest_negative_pairs, lambda e, y: semi_hard(e, y, 0.2)]
+HARD_MINERS = [batch_hard, hardest_negative_pairs, semi_hard]
 
 
 @pytest.mark.parametrize("miner", HARD_MINERS)
@@ -355,10 +352,10 @@ def test_hard_miners_bad_input(miner) -> None:
         miner(emb.tolist(), y)
 
 
-@pytest.mark.parametrize("margin", [-0.1, float("nan"), float("inf"), "0.2", None])
-def test_semi_hard_bad_margin(margin: object) -> None:
-    with pytest.raises(ValueError, match="margin="):
-        semi_hard(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), margin)
+def test_semi_hard_takes_no_margin() -> None:
+    """The pick does not depend on the loss's margin, so the miner does not take one."""
+    with pytest.raises(TypeError):
+        semi_hard(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), 0.2)
 
 
 def test_label_miners_bad_labels() -> None:

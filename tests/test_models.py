@@ -100,10 +100,11 @@ def test_bad_image_shape(shape: tuple) -> None:
         EmbeddingNet(2)(torch.zeros(shape))
 
 
-def test_classification_net_ignores_labels() -> None:
+def test_classification_net_takes_images_only() -> None:
     model = ClassificationNet(EmbeddingNet(2), 3).eval()
-    x = images(4)
-    torch.testing.assert_close(model(x, torch.tensor([0, 1, 2, 0])), model(x), rtol=0, atol=0)
+    assert model(images(4)).shape == (4, 3)
+    with pytest.raises(TypeError):
+        model(images(4), torch.tensor([0, 1, 2, 0]))  # labels belong to a margin head (HeadNet)
 
 
 def test_head_net_trains_the_head_and_applies_the_margin() -> None:

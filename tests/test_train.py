@@ -11,7 +11,7 @@ from torch import nn
 
 from fewshot.losses import ContrastiveLoss, TripletLoss, prototypical_loss
 from fewshot.miners import all_pairs, all_triplets
-from fewshot.models import ClassificationNet, EmbeddingNet, SiameseNet, TripletNet
+from fewshot.models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet
 from fewshot.recipes import precision_validator
 from fewshot.train import History, class_step, episode_step, fit, metric_step
 
@@ -221,18 +221,20 @@ def test_metric_step_with_nothing_to_mine_is_a_zero_with_a_graph() -> None:
     loss.backward()
 
 
-def test_class_step_passes_the_labels() -> None:
+def test_class_step_passes_the_labels_to_a_margin_head_only() -> None:
     seen = {}
 
-    class Recorder(nn.Module):
-        def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    class RecordingHead(nn.Module):
+        def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             seen["labels"] = labels
-            return torch.zeros(len(x), 3, requires_grad=True)
+            return torch.zeros(len(emb), 3, requires_grad=True)
 
     y = torch.tensor([0, 2])
-    loss = class_step(Recorder(), torch.zeros(2, 1, 28, 28), y)
+    loss = class_step(HeadNet(EmbeddingNet(2), RecordingHead()), torch.zeros(2, 1, 28, 28), y)
     assert seen["labels"] is y
     assert loss.item() == pytest.approx(math.log(3))  # uniform logits over 3 classes
+    plain = ClassificationNet(EmbeddingNet(2), 3)  # takes no labels: called with the images alone
+    assert torch.isfinite(class_step(plain, torch.zeros(2, 1, 28, 28), y))
 
 
 def test_episode_step_is_the_prototypical_loss() -> None:
