@@ -41,10 +41,12 @@
     return e;
   }
 
-  function pct(x) {
+  function pct(x) {  // a measured rate
     const p = 100 * x;
-    return (p >= 1 ? p.toFixed(1) : p.toPrecision(2)) + "%";
+    return (p >= 1 ? p.toFixed(1) : p.toFixed(2)) + "%";
   }
+
+  function target(far) { return String(+(100 * far).toPrecision(3)) + "%"; }  // 0.001 -> "0.1%"
 
   // ----- the gallery -----
   async function loadGallery() {
@@ -198,7 +200,8 @@
     verifyOut.replaceChildren(thumb(i), document.createTextNode(
       " claim “" + state.names[i] + "”: distance " + d.toFixed(3) + (ok ? " ≤ " : " > ") + "T = " +
       t.toFixed(3) + ": " + (ok ? "accepted" : "rejected")));
-    verifyOut.className = ok ? "accept" : "reject";
+    verifyOut.classList.toggle("accept", ok);
+    verifyOut.classList.toggle("reject", !ok);
     return { accepted: ok, distance: d };
   }
 
@@ -306,7 +309,7 @@
         const radio = el("input", { type: "radio", name: "fewshot-far", id: id, value: String(k) });
         radio.checked = k === state.point;
         radio.addEventListener("change", () => { state.point = k; showPoint(); });
-        points.append(radio, el("label", { for: id, text: " FAR " + pct(t.far) + " " }));
+        points.append(radio, el("label", { for: id, text: " FAR " + target(t.far) + " " }));
       });
       showPoint();
       state.names.forEach((n, i) => select.append(el("option", { value: String(i), text: n })));
