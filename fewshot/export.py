@@ -299,7 +299,7 @@ def build_demo(out: str | os.PathLike, seed: int | None = None, *, method: str |
     folder = Path(out)
     if not folder.is_dir():
         raise ValueError(f"out={str(folder)!r}: not an existing folder")
-    seed = resolve_seed(seed)
+    seed, probes = resolve_seed(seed), check_int(probes, "probes")
     learned = [m for m in compare.VERIFY_METHODS["characters"] if m != "pixels"]
     if method is not None and method not in learned:
         raise ValueError(f"method={method!r}: expected one of {learned}")
@@ -329,7 +329,7 @@ def build_demo(out: str | os.PathLike, seed: int | None = None, *, method: str |
             points.append({"far": far, "threshold": t, "test_far": test_far, "test_tar": 1 - test_frr,
                            "calibration_tar": 1 - chosen.calibration.far_frr(t)[1]})
     _glyph_png(_as_bytes(images[first]), files["glyphs"])
-    step = max(1, len(ids) // max(1, probes))
+    step = max(1, len(ids) // probes)
     picks = [int((labels == c).nonzero()[1]) for c in ids[::step][:probes]]
     probe_data = {"format": "fewshot.export.probes/1", "identities": [int(labels[i]) for i in picks],
                   "pixels": _as_bytes(images[picks]).reshape(len(picks), -1).tolist()}
