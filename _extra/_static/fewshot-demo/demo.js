@@ -318,7 +318,10 @@
       strip.append(el("p", { text: "Gallery on load: " + g.identities.length + " evaluation characters (" +
                                    g.extra.data + "), one image each, none of which the network (" +
                                    g.extra.method + ") trained on." }), glyphImage);
-    }).catch((e) => status("could not load the gallery: " + e.message));
+    }).catch((e) => status(window.location.protocol === "file:"
+      ? "browsers refuse to load the model from file://: serve the book over http, e.g. " +
+        "python -m http.server -d _build/html"
+      : "could not load the gallery: " + e.message));
   }
 
   function at(ev) {
