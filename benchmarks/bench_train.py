@@ -6,6 +6,8 @@ same run on the same data:
 * throughput: training images per second (forward + backward + Adam step) of ``EmbeddingNet`` with
   the in-batch triplet step, at each batch size, in the default memory layout and in
   ``channels_last``, with 1 thread and with all threads, and as two processes of one thread each;
+  then the probe of ``python -m fewshot plan`` (the same network as a 10-class classifier, batch
+  64, ``channels_last``) with 1 thread and with all threads;
 * the fraction of peak: the model's floating-point work per image (counted from its layers,
   forward × 3 for forward + backward) times the throughput, divided by an estimate of the machine's
   peak, the best rate of a large float32 matrix product measured here with the same thread count;
@@ -25,10 +27,8 @@ import time
 import torch
 from torch import nn
 
-from fewshot.losses import TripletLoss
-from fewshot.miners import all_triplets
 from fewshot.models import EmbeddingNet, embed
-from fewshot.train import metric_step
+from fewshot.plan import throughput as probe
 
 
 def flops_per_image(model: nn.Module) -> float:
@@ -67,30 +67,13 @@ def matmul_peak(threads: int, seconds: float = 1.0) -> float:
     return best
 
 
-def throughput(batch: int, channels_last: bool, threads: int, seconds: float) -> float:
-    """Training images per second for about ``seconds`` (after two warm-up steps)."""
+def throughput(batch: int, channels_last: bool, threads: int, seconds: float,
+               step: str = "triplet") -> float:
+    """Training images per second for about ``seconds`` (after two warm-up steps):
+    :func:`fewshot.plan.throughput`, the probe ``python -m fewshot plan`` runs (with
+    ``step="softmax"``)."""
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = EmbeddingNet(32)
-    images = torch.randn(batch, 1, 28, 28)
-    labels = torch.arange(batch) % 10
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    step = metric_step(TripletLoss(1.0), lambda emb, y: all_triplets(y))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    done, start = -2, 0.0
-    while True:
-        if done == 0:
-            start = time.perf_counter()
-        loss = step(model, images, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done += 1
-        if done > 0 and time.perf_counter() - start > seconds:
-            return done * batch / (time.perf_counter() - start)
+    return probe(batch, seconds, step=step, channels_last=channels_last)
 
 
 def inference(channels_last: bool, threads: int, seconds: float, n: int = 4000) -> float:
@@ -146,6 +129,12 @@ def main() -> None:
             total = sum(rates)
             print(f"| {batch} | channels_last | {cores} processes × 1 | {total:,.0f} "
                   f"| {total / base:.2f}× | {100 * total * work / 1e9 / peaks[cores]:.0f}% |", flush=True)
+    print()
+    print("| plan's probe (classifier, batch 64, channels_last) | threads | images/s |")
+    print("| --- | --- | ---: |")
+    for threads in sorted({1, cores}):
+        ips = throughput(64, True, threads, args.seconds, step="softmax")
+        print(f"| `fewshot.plan.throughput` | {threads} | {ips:,.0f} |", flush=True)
     print()
     print("| inference (4,000 images) | threads | images/s | vs default |")
     print("| --- | --- | ---: | ---: |")

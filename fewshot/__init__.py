@@ -4,6 +4,7 @@ One module per idea; each chapter of the book builds one of them and later chapt
 Imports only point down this list (``config``, ``checks`` and ``distances`` are the ground floor):
 
 ========================  ==========================================================
+``fewshot.plan``          each chapter's training time, estimated (``python -m fewshot plan``)
 ``fewshot.export``        ONNX export and parity; what a deployed system needs
 ``fewshot.compare``       the method comparison table (``python -m fewshot compare``)
 ``fewshot.recipes``       the book's methods by name: build and train (cached)

@@ -1,7 +1,8 @@
 """Command line: ``python -m fewshot compare [--json]`` regenerates the comparison chapter's table,
 ``python -m fewshot oneshot [--json]`` the one-shot character chapter's,
-``python -m fewshot verify [--json] [--data characters|mnist]`` the enrol-and-verify chapter's,
-``python -m fewshot export --out DIR`` writes the browser chapter's ONNX model and gallery JSON.
+``python -m fewshot verify [--json] [--data characters|mnist]`` the enrol-and-verify chapter's;
+``python -m fewshot export --out DIR`` writes the browser chapter's ONNX model and gallery JSON;
+``python -m fewshot plan [--json]`` estimates each chapter's training time at the current size here.
 
 Progress bars and notes go to stderr, so ``--json`` output on stdout can be piped to a file.
 """
@@ -14,11 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from .characters import characters_source
 from . import export
+from .cache import read_ledger
+from .characters import characters_source
 from .compare import (CHARACTER_METHODS, DEFAULT_DIMS, DEFAULT_METHODS, VERIFY_DATA, VERIFY_METHODS,
                       compare, format_table, format_verification_table, oneshot, oneshot_markdown,
                       verification_table)
+from .config import get_profile
+from .plan import format_plan, plan_json, run_plan
 from .recipes import METHODS
 from .run import setup
 
@@ -69,7 +73,21 @@ def main(argv: list[str] | None = None) -> int:
                      choices=[m for m in VERIFY_METHODS["characters"] if m != "pixels"],
                      help="method to deploy (default: the lowest EER on the calibration characters)")
     exp.add_argument("--seed", type=seed_int, default=0)
+    pln = sub.add_parser("plan", help="estimate each chapter's training time at the current size "
+                                      "on this machine (a probe of a few seconds)")
+    pln.add_argument("--json", action="store_true", help="print JSON: the rate and each chapter")
+    pln.add_argument("--seed", type=seed_int, default=0)
+    pln.add_argument("--ledger", default=None, help="a run's FEWSHOT_LEDGER file: plan as if the "
+                     "cache were empty and set each chapter's measured training time beside it")
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        ledger = read_ledger(args.ledger) if args.ledger else None
+        with contextlib.redirect_stdout(sys.stderr):
+            setup(args.seed)
+            profile = get_profile()
+            plans, rate = run_plan(profile, args.seed, fresh=ledger is not None)
+        print(plan_json(plans, rate) if args.json else format_plan(plans, rate, profile, ledger))
+        return 0
     if args.command == "export":
         out = Path(args.out)
         try:

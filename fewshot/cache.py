@@ -12,6 +12,12 @@ It must never lose work or crash a notebook:
   trained model simply stays in memory;
 * a model whose weights are not finite is never cached.
 
+**Two processes, one model.** Chapters may run in parallel (CI runs two notebooks at a time). A
+:func:`load` that misses *claims* the file with a lock (``.<file>.lock`` beside it, via
+``filelock``) until :func:`save` writes it or :func:`record` notes the training: another process
+that needs the same model waits at its own :func:`load`, then loads what the first one trained.
+So a model is trained once however many processes need it (the ledger check proves it).
+
 ``FEWSHOT_CACHE_DIR`` (default ``~/.cache/fewshot/models``) says where; ``FEWSHOT_CACHE=0`` turns the
 cache off. The **ledger** records every model a process trained or loaded (spec, seconds, whether it
 came from the cache); with ``FEWSHOT_LEDGER=path`` it is also appended to a JSON-lines file, which CI
@@ -29,14 +35,17 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import filelock
 import torch
 from torch import nn
 
-from .config import env_flag
+from .config import settings
 
 FORMAT = 2  # bump when the file layout changes: older files become misses
+LOCK_TIMEOUT = 3600.0  # seconds to wait for another process's training before training anyway
 _WARNED: set[str] = set()
 LEDGER: list[dict] = []  # this process's trainings, in order
+_CLAIMS: dict[str, filelock.FileLock] = {}  # cache files this process is training (locked)
 
 
 class CacheWarning(UserWarning):
@@ -51,13 +60,47 @@ def _warn_once(key: str, message: str) -> None:
 
 def cache_dir() -> Path:
     """Where trained models are cached: ``FEWSHOT_CACHE_DIR`` or ``~/.cache/fewshot/models``."""
-    default = Path.home() / ".cache" / "fewshot" / "models"
-    return Path(os.environ.get("FEWSHOT_CACHE_DIR", default))
+    return settings().cache_dir
 
 
 def enabled() -> bool:
     """False when ``FEWSHOT_CACHE=0``."""
-    return env_flag("FEWSHOT_CACHE", default=True)
+    return settings().cache
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file that guards the training of cache file ``path``."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def claim(path: Path, timeout: float = LOCK_TIMEOUT) -> bool:
+    """Take the lock on ``path`` for this process (waiting while another process holds it);
+    ``True`` if taken. Held until :func:`release`. A directory that cannot hold a lock file, or a
+    wait longer than ``timeout`` seconds, gives ``False`` (one warning): the caller goes on
+    without it. Claiming a path this process already holds is a no-op."""
+    if str(path) in _CLAIMS:
+        return True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(lock_path(path)), timeout=timeout)
+        lock.acquire()
+    except filelock.Timeout:
+        _warn_once(f"lock:{path}", f"waited {timeout:.0f} s for another process to train "
+                   f"{path.name}; training it here too")
+        return False
+    except OSError as exc:
+        _warn_once(f"dir:{path.parent}", f"the model cache {path.parent} cannot be written "
+                   f"({exc.strerror or exc}); models stay in memory only")
+        return False
+    _CLAIMS[str(path)] = lock
+    return True
+
+
+def release(path: Path) -> None:
+    """Release this process's lock on ``path`` (nothing if it holds none)."""
+    lock = _CLAIMS.pop(str(path), None)
+    if lock is not None:
+        lock.release(force=True)
 
 
 def source_hash(modules: tuple[str, ...]) -> str:
@@ -92,10 +135,14 @@ def load(path: Path, model: nn.Module, read_meta: Callable[[dict], object] | Non
     needs, before any weight is loaded; if it raises, the file is a miss too.
 
     Anything wrong with the file (missing, truncated, not a cache file, other format, wrong shapes,
-    non-finite weights) is a miss; all but a missing file also warn, in one line.
+    non-finite weights) is a miss; all but a missing file also warn, in one line. A miss claims
+    ``path`` (:func:`claim`: waiting first if another process is training it, then looking again)
+    until :func:`save` or :func:`record`.
     """
     if not path.exists():
-        return None
+        claim(path)  # waits while another process trains this very model
+        if not path.exists():
+            return None  # ours to train; the claim is released by save() or record()
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
@@ -114,16 +161,25 @@ def load(path: Path, model: nn.Module, read_meta: Callable[[dict], object] | Non
     except Exception as exc:  # noqa: BLE001: any fault is a miss, never a crash
         detail = " ".join(str(exc).split())[:80]
         _warn_once(str(path), f"ignoring the unusable cache file {path.name} ({detail}); retraining")
+        claim(path)
         return None
+    release(path)
     return {"meta": meta, "snapshots": snapshots}
 
 
 def save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None = None) -> bool:
     """Write ``model``'s weights, ``meta`` (JSON-able) and optional weight ``snapshots`` (state
-    dicts) atomically; ``True`` if written.
+    dicts) atomically; ``True`` if written, and this process's claim on ``path`` is released.
 
     Non-finite weights are never written. A directory that cannot be written warns once.
     """
+    try:
+        return _save(path, model, meta, snapshots)
+    finally:
+        release(path)
+
+
+def _save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None) -> bool:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         _warn_once(f"nonfinite:{path.name}", f"not caching {path.name}: its weights are not finite")
@@ -146,11 +202,13 @@ def save(path: Path, model: nn.Module, meta: dict, snapshots: list[dict] | None 
 
 
 def record(name: str, key: str, spec: dict, seconds: float, cached: bool) -> None:
-    """Add one training (or cache hit) to the ledger, and to ``FEWSHOT_LEDGER`` if set."""
+    """Add one training (or cache hit) to the ledger, and to ``FEWSHOT_LEDGER`` if set. Releases
+    any claim this process still holds on the model's file (a training that was not saved)."""
+    release(path_for(name, key))
     entry = {"name": name, "key": key, "spec": spec, "seconds": round(seconds, 2), "cached": cached,
              "time": time.time()}
     LEDGER.append(entry)
-    path = os.environ.get("FEWSHOT_LEDGER")
+    path = settings().ledger
     if path:
         try:
             with open(path, "a", encoding="utf-8") as f:

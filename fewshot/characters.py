@@ -11,7 +11,11 @@ Where the characters come from, decided once per process:
 
 1. ``torchvision.datasets.Omniglot`` (Lake et al. 2015): 1,623 hand-drawn characters from 50
    alphabets, 964 background / 659 evaluation, 20 drawers each. Downloaded once into
-   ``FEWSHOT_DATA_DIR`` (default ``~/.cache/fewshot``), resized from 105×105 to 28×28 and inverted.
+   ``FEWSHOT_DATA_DIR`` (default ``~/.cache/fewshot``) from ``Omniglot.download_url_prefix``, each
+   zip checked against ``Omniglot.zips_md5``; the download is staged in a temporary folder and
+   moved into place only when both splits arrived whole. The images are read in the documented
+   layout, ``omniglot-py/images_{background,evaluation}/<alphabet>/<character>/NNNN_NN.png``,
+   resized from 105×105 to 28×28 and inverted.
 2. If that cannot download (no internet, a timeout, corrupt files) or ``FEWSHOT_OFFLINE=1``:
    **printed characters** rendered from the fonts matplotlib ships. Each class is one Unicode
    character (letters, digits, symbols) drawn by at least 8 of 16 font faces; each image is one
@@ -24,6 +28,7 @@ a printable name for each label (to title a gallery).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -37,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_choice, check_int
-from .config import DEFAULT_SEED, env_flag, get_profile
-from .data import MNIST_MEAN, MNIST_STD, data_dir, download_timeout, plain_reason
+from .config import DEFAULT_SEED, get_profile, settings
+from .data import MNIST_MEAN, MNIST_STD, data_dir, plain_reason, staged_download
 
 BACKGROUND_SPLIT, EVALUATION_SPLIT = "background", "evaluation"
 SPLITS = (BACKGROUND_SPLIT, EVALUATION_SPLIT)
@@ -72,8 +77,9 @@ _DUPLICATE_DISTANCE = 0.06  # RMS difference (0..1) of two clean renderings that
 _IDENTICAL_DISTANCE = 0.02  # RMS difference below which two renderings in one face are identical
 _CACHE_VERSION = 1
 
-_MEMORY: dict[tuple, dict] = {}  # loaded sources, keyed by (source, seed)
-_SOURCE: list[str] = []  # the source in use ("omniglot" or "printed") and the line describing it
+_MEMORY: dict[tuple, dict] = {}  # generated printed characters, keyed by ("printed", seed)
+OMNIGLOT_ROOT = "omniglot-py"  # torchvision's folder for Omniglot inside the data directory
+OMNIGLOT_FOLDERS = {BACKGROUND_SPLIT: "images_background", EVALUATION_SPLIT: "images_evaluation"}
 
 
 @dataclass(frozen=True)
@@ -152,39 +158,69 @@ def _valid_pixels(blob: dict, key: str) -> bool:
 # Source 1: Omniglot
 
 
-def _omniglot_split(background: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """One Omniglot split as inverted 28×28 uint8 pixels ``(N, 28, 28)``, labels ``(N,)`` and names."""
-    from torchvision.datasets import Omniglot
-
-    with download_timeout():  # data.DOWNLOAD_TIMEOUT, as for MNIST
-        ds = Omniglot(str(data_dir()), background=background, download=True)
+def _omniglot_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One Omniglot split from its folder in the documented layout,
+    ``<alphabet>/<character>/NNNN_NN.png`` (sorted by alphabet, then character), as inverted
+    28×28 uint8 pixels ``(N, 28, 28)``, labels ``(N,)`` and ``alphabet/character`` names."""
     from PIL import Image
 
+    names = sorted(f"{a.name}/{c.name}" for a in folder.iterdir() if a.is_dir()
+                   for c in a.iterdir() if c.is_dir())
+    if not names:
+        raise RuntimeError(f"no characters in {folder.name}: the files are incomplete")
     pixels, labels = [], []
-    for name, target in ds._flat_character_images:  # (file name, character index in this split)
-        with Image.open(Path(ds.target_folder) / ds._characters[target] / name) as im:
-            pixels.append(torch.from_numpy(np.asarray(im.convert("L"), dtype=np.uint8).copy()))
-        labels.append(target)
+    for target, name in enumerate(names):
+        files = sorted((folder / name).glob("*.png"))
+        if not files:
+            raise RuntimeError(f"character {name} has no images: the files are incomplete")
+        for file in files:
+            with Image.open(file) as im:
+                pixels.append(torch.from_numpy(np.asarray(im.convert("L"), dtype=np.uint8).copy()))
+            labels.append(target)
     big = torch.stack(pixels).float().unsqueeze(1) / 255.0  # (N, 1, 105, 105), black ink on white
     small = F.interpolate(1.0 - big, size=(28, 28), mode="area")  # inverted: white ink on black
     small = small / small.amax((2, 3), keepdim=True).clamp_min(1e-6)
-    return (small[:, 0] * 255).round().to(torch.uint8), torch.tensor(labels), list(ds._characters)
+    return (small[:, 0] * 255).round().to(torch.uint8), torch.tensor(labels), names
 
 
-def _omniglot() -> dict:
-    """Both Omniglot splits (downloaded and converted once, then cached as a tensor file)."""
-    path = data_dir() / "omniglot_28x28.pt"
+def _omniglot_files(root: Path) -> dict[str, tuple]:
+    """Both splits from torchvision's Omniglot files under ``root``: each zip is checked against
+    its MD5 by ``Omniglot(download=False)`` (which raises if it is missing or corrupt), then the
+    extracted images are read from disk."""
+    from torchvision.datasets import Omniglot
+
+    out = {}
+    for split, folder in OMNIGLOT_FOLDERS.items():
+        Omniglot(str(root), background=(split == BACKGROUND_SPLIT), download=False)
+        out[split] = _omniglot_folder(root / OMNIGLOT_ROOT / folder)
+    return out
+
+
+def _omniglot(root: Path) -> tuple[dict, str]:
+    """Both Omniglot splits, downloaded (staged, MD5-checked) if not yet in ``root``, and how they
+    were had; converted once, then cached as a tensor file."""
+    from torchvision.datasets import Omniglot
+
+    path = root / "omniglot_28x28.pt"
     blob = _load_cache(path)
     if blob is not None and all(_valid_pixels(blob, s) for s in SPLITS):
-        return blob
-    bg_px, bg_y, bg_names = _omniglot_split(True)
-    ev_px, ev_y, ev_names = _omniglot_split(False)
+        return blob, "torchvision"
+    try:
+        splits, how = _omniglot_files(root), "torchvision"
+    except Exception:  # not there yet, or incomplete: download both zips into a staging folder
+        with staged_download(root, OMNIGLOT_ROOT) as tmp:
+            for split in SPLITS:
+                Omniglot(str(tmp), background=(split == BACKGROUND_SPLIT), download=True)
+            _omniglot_files(tmp)  # every image reads before anything is replaced
+        splits = _omniglot_files(root)
+        how = f"downloaded from {Omniglot.download_url_prefix.split('://')[-1].split('/')[0]}"
+    (bg_px, bg_y, bg_names), (ev_px, ev_y, ev_names) = splits[BACKGROUND_SPLIT], splits[EVALUATION_SPLIT]
     blob = {"version": _CACHE_VERSION, "source": "omniglot",
             "background_pixels": bg_px, "background_labels": bg_y,
             "evaluation_pixels": ev_px, "evaluation_labels": ev_y + len(bg_names),  # global ids
             "names": bg_names + ev_names}
     _save_cache(path, blob)
-    return blob
+    return blob, how
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,33 +490,41 @@ def _check_seed(seed: object) -> int:
     return check_int(seed, "seed", minimum=0)
 
 
-def _decide_source(quiet: bool) -> None:
-    """Try Omniglot once (unless offline); fall back to printed characters, saying why."""
-    if _SOURCE:
-        return
+@functools.lru_cache(maxsize=4)  # a memo keyed by where the data lives and whether to download
+def _source(root: Path, offline: bool) -> tuple[str, str, dict | None]:
+    """``(kind, line, Omniglot blob or None)``: Omniglot unless offline or it cannot be had, else
+    printed characters, with the reason in plain words."""
     reason = "offline: FEWSHOT_OFFLINE is set"
-    if not env_flag("FEWSHOT_OFFLINE"):
+    if not offline:
         try:
-            blob = _omniglot()
-            _MEMORY[("omniglot",)] = blob
+            blob, how = _omniglot(root)
             n_bg = len(blob["background_labels"].unique())
             n_ev = len(blob["evaluation_labels"].unique())
-            _SOURCE[:] = ["omniglot", f"Omniglot ({n_bg} background / {n_ev} evaluation characters)"]
-            return
+            return ("omniglot", f"Omniglot ({n_bg} background / {n_ev} evaluation characters, "
+                                f"{how})", blob)
         except Exception as exc:  # no network, timeout, corrupt download: fall back
             reason = f"offline: {plain_reason(exc)}"
     n = len(_glyph_table()["codes"])
     n_eval = round(n * EVALUATION_FRACTION)
-    _SOURCE[:] = ["printed", f"printed characters from matplotlib's fonts ({reason}), "
-                             f"{n - n_eval} background / {n_eval} evaluation"]
-    if not quiet:
-        print(f"Characters: {_SOURCE[1]}")
+    return ("printed", f"printed characters from matplotlib's fonts ({reason}), "
+                       f"{n - n_eval} background / {n_eval} evaluation", None)
+
+
+def _decide_source(quiet: bool) -> tuple[str, str, dict | None]:
+    """The source for the current settings, decided once; its line is printed (``Characters:
+    …``) when decided, unless ``quiet``."""
+    env = settings()
+    before = _source.cache_info().misses
+    source = _source(env.data_dir, env.offline)
+    if not quiet and _source.cache_info().misses > before:
+        print(f"Characters: {source[1]}")
+    return source
 
 
 def _blob(seed: int, quiet: bool = True) -> dict:
-    _decide_source(quiet)
-    if _SOURCE[0] == "omniglot":
-        return _MEMORY[("omniglot",)]
+    kind, _, omniglot = _decide_source(quiet)
+    if kind == "omniglot":
+        return omniglot
     key = ("printed", seed)
     if key not in _MEMORY:
         _MEMORY[key] = _printed(seed)
@@ -489,14 +533,12 @@ def _blob(seed: int, quiet: bool = True) -> dict:
 
 def characters_source() -> str:
     """One short line saying where the characters come from (decides the source if not yet done)."""
-    _decide_source(quiet=True)
-    return _SOURCE[1]
+    return _decide_source(quiet=True)[1]
 
 
 def characters_kind() -> str:
     """``"omniglot"`` or ``"printed"``: which source is in use (decides it if not yet done)."""
-    _decide_source(quiet=True)
-    return _SOURCE[0]
+    return _decide_source(quiet=True)[0]
 
 
 def load_characters(split: str, *, classes: int | None = None, seed: int = DEFAULT_SEED,
@@ -509,8 +551,8 @@ def load_characters(split: str, *, classes: int | None = None, seed: int = DEFAU
             images of each (``None``: every character). At least 2.
         seed: picks that subset and, for printed characters, the split and the distortions.
             Omniglot's split is fixed.
-        quiet: do not print the line that says which source is used (printed at most once per
-            process, when the source is decided).
+        quiet: do not print the line that names the source (printed once, when the source is
+            decided).
 
     Returns:
         ``images`` ``(N, 1, 28, 28)`` float32, normalised like MNIST (a black pixel is
@@ -542,9 +584,9 @@ def character_names(labels: torch.Tensor | list[int]) -> list[str]:
         labels: ``(N,)`` label ids as returned by :func:`load_characters` (default seed's source).
     """
     ids = [int(v) for v in torch.as_tensor(labels).flatten().tolist()]
-    _decide_source(quiet=True)
-    if _SOURCE[0] == "omniglot":
-        names = _MEMORY[("omniglot",)]["names"]
+    kind, _, omniglot = _decide_source(quiet=True)
+    if kind == "omniglot":
+        names = omniglot["names"]
     else:
         names = [chr(c) for c in _glyph_table()["codes"].tolist()]
     bad = [i for i in ids if not 0 <= i < len(names)]

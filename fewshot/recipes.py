@@ -9,7 +9,11 @@ method                    model                   step (loss)
 ``softmax+triplet``       ``softmax``, then its embedding net fine-tuned as ``triplet``
 ``normsoftmax`` …         HeadNet + margin head   class_step (``cosface``, ``arcface``, ``sphereface``)
 ``protonet``              EmbeddingNet            episode_step (prototypical loss on episodes)
+``supcon``                EmbeddingNet            embedding_step (supervised contrastive)
 ========================  ======================  ===========================================
+
+``options`` of the metric methods: the loss's ``reduction`` (``"mean"`` or ``"mean_active"``) and,
+for the triplet loss, ``squared``; of ``supcon``: its ``temperature``.
 
 Miners (:mod:`fewshot.miners`): ``"all"`` (every pair / triplet in the batch, the default),
 ``"random"`` (a few random ones per batch: the naive baseline), ``"hardest_negative"`` (pairs),
@@ -37,15 +41,15 @@ from .checks import check_choice, check_images_labels, check_int, check_number
 from .config import Profile, generator, get_device, get_profile, resolve_seed, seed_everything
 from .episodes import EpisodeBatches
 from .evaluate import retrieval_metrics
-from .losses import ContrastiveLoss, TripletLoss
+from .losses import ContrastiveLoss, SupConLoss, TripletLoss
 from .margins import HEADS, max_margin_2d, scale_lower_bound, sphereface_lambda
 from .miners import (PKSampler, all_pairs, all_triplets, batch_hard, hardest_negative_pairs,
                      random_pairs, random_triplets, semi_hard)
 from .models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet, embed
-from .train import History, Step, class_step, episode_step, fit, metric_step
+from .train import History, Step, class_step, embedding_step, episode_step, fit, metric_step
 
 METHODS = ("softmax", "siamese", "triplet", "softmax+triplet", "normsoftmax", "sphereface",
-           "cosface", "arcface", "protonet")
+           "cosface", "arcface", "protonet", "supcon")
 MARGIN_METHODS = ("normsoftmax", "sphereface", "cosface", "arcface")
 PAIR_MINERS = ("all", "random", "hardest_negative")
 TRIPLET_MINERS = ("all", "random", "batch_hard", "semi_hard")
@@ -61,8 +65,10 @@ TRAINING_MODULES = ("checks", "config", "distances", "episodes", "evaluate", "lo
 
 
 def metric_of(method: str) -> str:
-    """The distance a method's embedding is meant for: cosine for the margin heads."""
-    return "cosine" if method in MARGIN_METHODS else "euclidean"
+    """The distance a method's embedding is meant for: cosine for the margin heads and for
+    ``supcon`` (both train on normalised embeddings), else Euclidean. Where a validation split
+    exists, it chooses instead (:func:`fewshot.compare.choose_metrics`)."""
+    return "cosine" if method in MARGIN_METHODS or method == "supcon" else "euclidean"
 
 
 def default_miner(method: str) -> str | None:
@@ -152,7 +158,7 @@ def build(method: str, embed_dim: int, n_classes: int, *, margin: float | str | 
     if method in ("siamese", "triplet", "softmax+triplet"):
         margin = DEFAULT_MARGIN if margin is None else margin
         kind = "siamese" if method == "siamese" else "triplet"
-        loss = ContrastiveLoss(margin) if kind == "siamese" else TripletLoss(margin, **options)
+        loss = ContrastiveLoss(margin, **options) if kind == "siamese" else TripletLoss(margin, **options)
         model = SiameseNet(net) if kind == "siamese" else TripletNet(net)
         return Recipe(model, metric_step(loss, make_miner(miner or "all", kind, margin, seed)))
     if method in MARGIN_METHODS:
@@ -176,6 +182,8 @@ def build(method: str, embed_dim: int, n_classes: int, *, margin: float | str | 
             def on_epoch(epoch: int, m: nn.Module, _head: nn.Module = head) -> None:
                 _head.margin_scale = min(1.0, (epoch + 1) / warmup)  # margin for the next epoch
         return Recipe(model, class_step, on_epoch)
+    if method == "supcon":
+        return Recipe(net, embedding_step(SupConLoss(**options)))
     episode = {**PROTONET, **options}
     return Recipe(net, episode_step(episode["k_shot"]))
 
@@ -226,7 +234,8 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
         sampler: ``"random"`` batches or ``"pk"`` (P classes × K images).
         epochs: default ``profile.epochs``.
         options: method-specific settings (a margin head's ``scale`` or ``warmup``, protonet's
-            ``n_way``/``k_shot``/``n_query``, the triplet loss's ``squared``).
+            ``n_way``/``k_shot``/``n_query``, the triplet loss's ``squared``, the contrastive and
+            triplet losses' ``reduction``, supcon's ``temperature``).
         val: ``(images, labels)`` for per-epoch validation precision@1.
         seed: default the run's seed (:func:`fewshot.setup`). Seeds the weights, batches and miners.
         cache_models: load this exact training from the cache if it was done before, else save it.

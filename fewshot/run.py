@@ -5,7 +5,7 @@ It decides, once, everything a run depends on and prints it in one line:
 * the seed: every random generator is seeded, and recipes and evaluations use this seed unless told
   otherwise (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
 * deterministic torch kernels (global process state, set here and nowhere else);
-* the device and the run size (:mod:`fewshot.config`);
+* the device and the run size (:mod:`fewshot.config`), and how to ask for another size;
 * the data: MNIST, or its offline fallback (:mod:`fewshot.data`).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import data
-from .config import (DEFAULT_SEED, Profile, get_device, get_profile, seed_everything,
+from .config import (DEFAULT_SEED, PROFILES, Profile, get_device, get_profile, seed_everything,
                      set_current_seed, use_deterministic_kernels)
 
 
@@ -30,11 +30,17 @@ class Run:
     data_source: str
 
     def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """This run's MNIST split at the profile's size: ``(images (N, 1, 28, 28), labels (N,))``."""
-        return data.load_run_data(split)
+        """This run's MNIST split at its profile's size: ``(images (N, 1, 28, 28), labels (N,))``."""
+        data.check_split(split)
+        p = self.profile
+        return data.load_mnist(split, size=p.train_size if split == "train" else p.test_size)
 
     def __str__(self) -> str:
-        return f"{self.device.type} · {self.profile.name} profile · {self.data_source}"
+        """The one line :func:`setup` prints: device, the size and how to ask for the other one,
+        and the data source."""
+        other = PROFILES.get(self.profile.other)
+        ask = f" (FEWSHOT_PROFILE={other.name} for {other.about})" if other else ""
+        return f"{self.device.type} · {self.profile.name} profile{ask} · {self.data_source}"
 
 
 def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:

@@ -5,7 +5,8 @@ A *step* turns one batch into one loss, ``step(model, images, labels) → loss``
 * :func:`metric_step`: embed the batch **once**, let a miner (:mod:`fewshot.miners`) pick pairs or
   triplets as indices into the batch, apply the loss: Siamese/contrastive and triplet training;
 * :func:`class_step`: logits and cross-entropy: the softmax baseline and the margin heads;
-* :func:`episode_step`: the batch is one N-way episode; prototypical-network loss.
+* :func:`episode_step`: the batch is one N-way episode; prototypical-network loss;
+* :func:`embedding_step`: a loss of the whole labelled batch (supervised contrastive).
 
 :func:`fit` runs any of them with Adam, a cosine learning-rate decay, a seeded batch order, a
 progress bar, per-epoch validation, and checks: a non-finite loss stops training with an error
@@ -25,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import check_images_labels, check_int, check_number
-from .config import env_flag, generator, get_device
+from .config import generator, get_device, settings
 from .losses import prototypical_loss
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -59,15 +60,42 @@ def metric_step(loss_fn: Callable[..., torch.Tensor], miner: Miner) -> Step:
     The miner returns ``(first, second, target)`` for pairs (``target`` float: 1 = same class) or
     ``(anchor, positive, negative)`` indices for triplets; the loss is called as
     ``loss_fn(emb[first], emb[second], target)`` or ``loss_fn(emb[a], emb[p], emb[n])``.
+
+    When the loss reports ``active = (positive terms, terms)`` after each call (the losses of
+    :mod:`fewshot.losses` do), ``step.epoch_stats()`` returns the fraction of active terms since
+    its last call as ``{"active_fraction": …}``; :func:`fit` records it per epoch.
     """
+    counts = [0, 0]
+
     def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         emb = model.get_embedding(images)  # (B, D)
         i, j, third = miner(emb, labels)
         if len(i) == 0:  # nothing to learn from in this batch: a zero that still has a graph
             return emb.sum() * 0.0
         if third.is_floating_point():  # pairs: (first, second, target)
-            return loss_fn(emb[i], emb[j], third)
-        return loss_fn(emb[i], emb[j], emb[third])
+            loss = loss_fn(emb[i], emb[j], third)
+        else:
+            loss = loss_fn(emb[i], emb[j], emb[third])
+        active = getattr(loss_fn, "active", None)
+        if active is not None:
+            counts[0] += active[0]
+            counts[1] += active[1]
+        return loss
+
+    def epoch_stats() -> dict[str, float]:
+        stats = {"active_fraction": counts[0] / counts[1]} if counts[1] else {}
+        counts[:] = [0, 0]
+        return stats
+
+    step.epoch_stats = epoch_stats
+    return step
+
+
+def embedding_step(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Step:
+    """Embed the batch and apply a loss of the whole labelled batch, ``loss_fn(emb, labels)``:
+    the supervised contrastive loss (:func:`fewshot.losses.supervised_contrastive`)."""
+    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model.get_embedding(images), labels)
 
     return step
 
@@ -134,7 +162,7 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
     if batch_size < 2 and _has_batchnorm(model) and batch_sampler is None:
         raise ValueError(f"batch_size={batch_size}: a batch of one cannot train BatchNorm; use ≥ 2")
     device = device or get_device()
-    progress = env_flag("FEWSHOT_PROGRESS", True) if progress is None else progress
+    progress = settings().progress if progress is None else progress
     # channels_last: the book's CNN trains 1.1–1.2× faster in it on a CPU (benchmarks/bench_train.py)
     layout = torch.channels_last if images.ndim == 4 else torch.contiguous_format
     model.to(device, memory_format=layout)
@@ -172,6 +200,8 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
             count += len(idx)
         history.seconds += time.perf_counter() - start
         history.loss.append(total / max(count, 1))
+        for name, value in getattr(step, "epoch_stats", dict)().items():
+            history.metrics.setdefault(name, []).append(float(value))
         postfix = {"loss": f"{history.loss[-1]:.4f}"}
         if validate is not None:
             model.eval()

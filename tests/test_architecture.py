@@ -114,3 +114,31 @@ def test_data_can_be_imported_before_the_package() -> None:
                    "import sys\nprint(sorted(m for m in sys.modules if m.startswith('fewshot')))")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fewshot.data" in proc.stdout
+
+
+def environment_reads(name: str) -> list[str]:
+    """``file:line`` of every read of the environment in ``name``: ``os.environ``, ``os.getenv``,
+    ``os.environb`` or ``from os import environ/getenv``."""
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id == "os" and node.attr in {"environ", "environb", "getenv"}):
+            found.append(f"{name}.py:{node.lineno} os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [f"{name}.py:{node.lineno} from os import {a.name}" for a in node.names
+                      if a.name in {"environ", "environb", "getenv"}]
+    return found
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if m != "config"] + ["__main__", "__init__"])
+def test_only_config_reads_the_environment(name: str) -> None:
+    """Every ``FEWSHOT_*`` variable is read in one place, ``config.settings()``."""
+    assert not environment_reads(name), environment_reads(name)
+
+
+def test_the_environment_check_sees_a_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bad.py").write_text("import os\nfrom os import getenv\nX = os.environ.get('A')\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
+    assert environment_reads("bad") == ["bad.py:2 from os import getenv", "bad.py:3 os.environ"]
+    assert environment_reads.__module__ == __name__

@@ -193,3 +193,100 @@ def test_check_ledger_usage_and_missing_file(tmp_path: Path, capsys: pytest.Capt
     assert cache._main([]) == 2 and "usage" in capsys.readouterr().err
     assert cache._main(["--check-ledger", str(tmp_path / "none.jsonl")]) == 0  # nothing trained yet
     assert "no models trained" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# Two processes, one model: a miss claims the file until it is saved, and another process waits.
+
+ROOT = Path(__file__).resolve().parents[1]
+WAITER = """
+import sys, time
+from pathlib import Path
+import torch
+import fewshot.cache as cache
+path = Path(sys.argv[1])
+m = torch.nn.Linear(4, 3)
+start = time.monotonic()
+print("waiting", flush=True)
+got = cache.load(path, m)
+print("hit" if got is not None else "miss", f"{time.monotonic() - start:.1f}", flush=True)
+if got is not None:
+    print(float(m.weight.sum()))
+"""
+
+
+def test_a_miss_claims_the_file_and_another_process_waits_then_loads(tmp_path: Path) -> None:
+    path = tmp_path / "m-key.pt"
+    mine = nn.Linear(4, 3)
+    assert cache.load(path, mine) is None  # a miss: this process claims the file
+    assert str(path) in cache._CLAIMS and cache.lock_path(path).exists()
+    proc = subprocess.Popen([sys.executable, "-c", WAITER, str(path)], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={"PATH": "", "PYTHONPATH": str(ROOT),
+                                                      "HOME": str(tmp_path)})
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        import time
+        time.sleep(3.0)  # it would have missed and gone on to train by now
+        assert proc.poll() is None  # still waiting for this process's training
+        with torch.no_grad():
+            mine.weight.fill_(0.5)
+        assert cache.save(path, mine, {"x": 1})
+        assert str(path) not in cache._CLAIMS  # released by the save
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    verdict, seconds, total = out.split()
+    assert verdict == "hit" and float(seconds) >= 3.0  # it waited, then loaded our weights
+    assert float(total) == pytest.approx(0.5 * 12)
+
+
+def test_claims_are_released_by_record_and_a_hit_claims_nothing(tmp_path: Path) -> None:
+    path = cache.path_for("m", "key")
+    assert cache.load(path, nn.Linear(4, 3)) is None and str(path) in cache._CLAIMS
+    cache.record("m", "key", {"a": 1}, 0.1, cached=False)  # trained, not saved (e.g. unwritable)
+    assert str(path) not in cache._CLAIMS
+    assert cache.save(path, nn.Linear(4, 3), {})
+    assert cache.load(path, nn.Linear(4, 3)) is not None and not cache._CLAIMS
+    assert cache.claim(path) and cache.claim(path)  # a second claim by the holder: no deadlock
+    cache.release(path)
+    cache.release(path)  # releasing twice is harmless
+    assert not cache._CLAIMS
+
+
+def test_an_unlockable_directory_goes_on_without_the_lock(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = blocker / "m-key.pt"
+    (got, warned) = caught(lambda: cache.load(path, nn.Linear(4, 3)))
+    assert got is None and len(warned) == 1 and "cannot be written" in warned[0]
+    assert not cache._CLAIMS
+
+
+TRAINER = """
+import sys
+import torch
+from fewshot.data import load_mnist, stratified_subset
+from fewshot.recipes import train_method
+torch.set_num_threads(1)
+x, y = load_mnist("train")
+idx = stratified_subset(y, 640, seed=1)
+model, history = train_method("triplet", x[idx], y[idx], embed_dim=2, epochs=2, progress=False)
+print(float(sum(p.sum() for p in model.parameters())))
+"""
+
+
+def test_two_processes_train_a_shared_model_once(tmp_path: Path) -> None:
+    """Two chapters that need one model, at the same time: it is trained once; the ledger says so."""
+    ledger = tmp_path / "ledger.jsonl"
+    env = {"PATH": "", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "FEWSHOT_FAST": "1",
+           "FEWSHOT_OFFLINE": "1", "FEWSHOT_CACHE_DIR": str(tmp_path / "models"),
+           "FEWSHOT_LEDGER": str(ledger), "FEWSHOT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", TRAINER], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    entries = cache.read_ledger(ledger)
+    assert sorted(e["cached"] for e in entries) == [False, True]  # trained once, loaded once
+    assert cache.duplicates(entries) == {}
+    assert outs[0][0] == outs[1][0]  # the same weights in both processes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 import torch
 
@@ -21,14 +23,16 @@ def _generate_once(seed: int = 0) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _fresh(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test: its own data dir, offline, and no source decided yet (glyph table kept: slow)."""
     monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FEWSHOT_OFFLINE", "1")
     glyphs = {k: v for k, v in characters._MEMORY.items() if k == ("glyphs",)}
     monkeypatch.setattr(characters, "_MEMORY", glyphs)
-    monkeypatch.setattr(characters, "_SOURCE", [])
+    characters._source.cache_clear()  # no source decided yet (it is a memo keyed by the settings)
     monkeypatch.setattr(characters, "printed_characters", _generate_once)  # once per seed
+    yield
+    characters._source.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +163,7 @@ def test_timeout_is_set_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchvision.datasets, "Omniglot", slow)
     before = socket.getdefaulttimeout()
     assert "download timed out" in characters_source()
-    assert seen == [DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before
+    assert seen[-1] == DOWNLOAD_TIMEOUT and socket.getdefaulttimeout() == before  # the download's
 
 
 def test_disk_cache_and_corrupt_file(tmp_path, monkeypatch: pytest.MonkeyPatch, printed: dict) -> None:

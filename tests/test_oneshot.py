@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from fewshot.__main__ import main
-from fewshot.compare import CHARACTER_METHODS, ONESHOT_COLUMNS, oneshot_markdown
+from fewshot.compare import (CHARACTER_ALTERNATIVES, CHARACTER_METHODS, ONESHOT_COLUMNS,
+                             evaluation_halves, metric_markdown, oneshot_markdown,
+                             verification_splits)
 from fewshot.episodes import EpisodeBatches
 from fewshot.losses import prototypical_loss
 from fewshot.train import episode_step
@@ -142,19 +144,47 @@ def test_oneshot_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
     for row in rows:
         assert set(row) == set(ONESHOT_COLUMNS)
         assert row["data"] == "printed"
-        for key in ONESHOT_COLUMNS[2:-1]:
+        assert row["metric"] in ("euclidean", "cosine")
+        for key in ONESHOT_COLUMNS[3:-3]:
             assert isinstance(row[key], float) and 0.0 <= row[key] <= 1.0, (key, row[key])
+        for part in ("validation", "test_by_metric"):  # both distances, (mean, ci95) each
+            assert sorted(row[part]) == ["cosine", "euclidean"]
+            assert all(0.0 <= m <= 1.0 and c >= 0.0 for m, c in row[part].values())
+        # the chosen distance is the better one on the validation characters
+        chosen = row["validation"][row["metric"]][0]
+        assert chosen == max(m for m, _ in row["validation"].values())
+        # the test row of the chosen distance is the table's 20-way 1-shot
+        assert row["test_by_metric"][row["metric"]][0] == row["fewshot_20way_1shot"]
         assert row["train_seconds"] >= 0.0
         # more ways are harder, more shots easier (for pixels, exactly; trained: nearly always)
         assert row["fewshot_20way_1shot"] < row["fewshot_5way_1shot"]
     assert rows[0]["train_seconds"] == 0.0
     assert rows[1]["train_seconds"] > 0.0
     table = oneshot_markdown(rows)
-    assert table.splitlines()[0].startswith("| method | 5-way 1-shot")
+    assert table.splitlines()[0].startswith("| method | dist. | 5w1s | 5w5s | 20w1s | 20w5s |")
     assert "| protonet |" in table
+    metrics = metric_markdown(rows)
+    assert metrics.splitlines()[0].startswith("| method | val. Eucl. | val. cos.")
+
+
+def test_validation_and_test_characters_are_disjoint_halves() -> None:
+    labels = torch.arange(40).repeat_interleave(3)
+    val, test = evaluation_halves(labels, seed=5)
+    assert not set(val) & set(test) and sorted(val + test) == list(range(40))
+    assert len(val) == len(test) == 20
+    assert evaluation_halves(labels, seed=5) == (val, test)  # seeded
+    # the same halves as chapter 9's calibration and test identities
+    # (the protocol needs > 5 images per identity: 9 here, same identities, same halves)
+    splits = verification_splits(labels.repeat_interleave(3), "characters", seed=5)
+    assert evaluation_halves(labels.repeat_interleave(3), seed=5) == (val, test)
+    assert set(splits["calibration"].identities()) <= set(val)
+    assert set(splits["test"].identities()) <= set(test)
 
 
 def test_character_methods_cover_the_chapter() -> None:
     methods = {spec["method"] for spec in CHARACTER_METHODS.values()}
-    assert {"siamese", "triplet", "protonet"} <= methods
+    assert {"siamese", "triplet", "protonet", "supcon"} <= methods
     assert methods & {"arcface", "cosface"}
+    # the alternatives the defaults were chosen against are trainable by name too
+    assert not set(CHARACTER_ALTERNATIVES) & set(CHARACTER_METHODS)
+    assert {spec["method"] for spec in CHARACTER_ALTERNATIVES.values()} <= methods

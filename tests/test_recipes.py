@@ -161,6 +161,9 @@ def test_softmax_triplet_fine_tunes_the_cached_softmax(tiny: tuple) -> None:
 @pytest.mark.parametrize("method, kwargs", [
     ("arcface", {}), ("protonet", {"options": {"n_way": 5, "k_shot": 2, "n_query": 2}}),
     ("triplet", {"miner": "batch_hard", "sampler": "pk"}), ("siamese", {"miner": "hardest_negative"}),
+    ("supcon", {"sampler": "pk", "options": {"temperature": 0.2}}),
+    ("siamese", {"sampler": "pk", "options": {"reduction": "mean_active"}}),
+    ("triplet", {"options": {"reduction": "mean_active"}}),
 ])
 def test_other_methods_train(method: str, kwargs: dict, tiny: tuple) -> None:
     model, history = train_method(method, *tiny, embed_dim=3, epochs=1, cache_models=False, progress=False,
@@ -363,3 +366,22 @@ def test_unwritable_cache_dir_warns_once_and_returns_the_model(tiny: tuple, tmp_
             assert not any(p.name.endswith(".pt") for p in tmp_path.rglob("*") if p.is_file())
     finally:
         (tmp_path / "read-only").chmod(0o755)
+
+
+def test_reduction_and_temperature_reach_the_loss() -> None:
+    from fewshot.losses import ContrastiveLoss, SupConLoss, TripletLoss
+    for method, kind in (("siamese", ContrastiveLoss), ("triplet", TripletLoss)):
+        step = build(method, 2, 10, options={"reduction": "mean_active"}).step
+        loss = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, kind))
+        assert loss.reduction == "mean_active"
+    step = build("supcon", 2, 10, options={"temperature": 0.3}).step
+    loss = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, SupConLoss))
+    assert loss.temperature == 0.3
+    assert recipes.metric_of("supcon") == "cosine"
+
+
+def test_metric_training_records_the_active_fraction(tiny: tuple) -> None:
+    _, history = train_method("triplet", *tiny, embed_dim=2, epochs=2, cache_models=False,
+                              progress=False, options={"reduction": "mean_active"})
+    active = history.metrics["active_fraction"]
+    assert len(active) == 2 and all(0.0 <= a <= 1.0 for a in active)

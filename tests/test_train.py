@@ -31,8 +31,10 @@ def test_fit_returns_history_with_validation(tiny: tuple) -> None:
                   on_epoch=lambda epoch, m: epochs_seen.append(epoch), progress=False)
     assert isinstance(history, History)
     assert len(history.loss) == 2 and all(loss > 0 for loss in history.loss)
-    assert list(history.metrics) == ["val_precision_at_1"]
+    assert sorted(history.metrics) == ["active_fraction", "val_precision_at_1"]
     assert len(history.metrics["val_precision_at_1"]) == 2
+    assert len(history.metrics["active_fraction"]) == 2  # recorded by metric_step's loss
+    assert all(0 < v <= 1 for v in history.metrics["active_fraction"])
     assert all(0 <= v <= 1 for v in history.metrics["val_precision_at_1"])
     assert history.seconds > 0 and not model.training
     assert epochs_seen == [0, 1]

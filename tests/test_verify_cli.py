@@ -180,11 +180,12 @@ def test_verify_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)  # stdout is JSON only; notes went to stderr
     assert "Characters: printed characters" in done.stderr
-    assert "ci profile" in done.stderr
+    assert "quick profile" in done.stderr
     check_rows(rows, "characters", ["pixels", "contrastive"])
-    assert rows[0]["metric"] == "euclidean"
+    # the validation (calibration) characters choose each method's distance
+    assert all(row["metric"] in ("euclidean", "cosine") for row in rows)
     table = verification_markdown(rows)
-    assert table.splitlines()[0].startswith("| method | distance | AUC | EER")
+    assert table.splitlines()[0].startswith("| method | dist. | AUC | EER | TAR@10% | TAR@1% |")
     assert "| contrastive |" in table
 
 
@@ -192,8 +193,9 @@ def test_verify_mnist_pixels_text_table(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "--data", "mnist", "--methods", "pixels")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split()[:4] == ["method", "distance", "AUC", "EER"]
+    assert lines[0].split()[:4] == ["method", "dist.", "AUC", "EER"]
     assert lines[2].startswith("pixels")
     assert "mnist" in lines[-1]
     done = run_cli(tmp_path, "--data", "mnist", "--methods", "pixels", "--json")
     check_rows(json.loads(done.stdout), "mnist", ["pixels"])
+    assert json.loads(done.stdout)[0]["metric"] == "euclidean"  # digits: no validation split

@@ -4,13 +4,15 @@
   the package, no download);
 * ``zizmor --offline`` with ``zizmor.yml``: the security audit (least ``permissions``, no persisted
   credentials, pinned actions, no template injection);
-* the book workflow publishes what the README promises: the ``cpu`` profile on real data, ``_build/html``.
+* the book workflow publishes what the README promises: the ``full`` profile on real data, ``_build/html``;
+* CI, the tests workflow and the README run the same test command.
 
 Each tool test is skipped, with the reason, when the tool is not installed.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,10 +52,10 @@ def test_zizmor_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_book_workflow_builds_cpu_profile_and_publishes_the_html() -> None:
+def test_book_workflow_builds_full_profile_and_publishes_the_html() -> None:
     workflow = yaml.safe_load((WORKFLOWS / "book.yml").read_text())
     build = workflow["jobs"]["build"]
-    assert build["env"]["FEWSHOT_PROFILE"] == "cpu"
+    assert build["env"]["FEWSHOT_PROFILE"] == "full"
     assert "FEWSHOT_OFFLINE" not in build["env"] and "FEWSHOT_FAST" not in build["env"]
     steps = build["steps"]
     assert any("jupyter-book build . -W -n --keep-going" in s.get("run", "") for s in steps)
@@ -63,3 +65,16 @@ def test_book_workflow_builds_cpu_profile_and_publishes_the_html() -> None:
     assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in deploy["steps"])
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert build["permissions"] == {"contents": "read"}
+
+
+def test_one_test_command_everywhere() -> None:
+    """The README's test command is exactly what ``.ci/run`` and the tests workflow run."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"pip install -r requirements.txt && (pytest[^\n`]*)", readme).group(1)
+    assert "-n 2" in command  # the notebooks run two at a time
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip().startswith("pytest")]
+    assert ci == [command]
+    steps = yaml.safe_load((WORKFLOWS / "tests.yml").read_text())["jobs"]["pytest"]["steps"]
+    assert [s["run"].strip() for s in steps if s.get("run", "").strip().startswith("pytest")] == [
+        command]
