@@ -5,6 +5,7 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 
 ========================  ==========================================================
 ``fewshot.plan``          each chapter's training time, estimated (``python -m fewshot plan``)
+``fewshot.export``        ONNX export and parity; what a deployed system needs
 ``fewshot.protocol``      enrol/verify protocol and its table (``python -m fewshot verify``)
 ``fewshot.oneshot``       one-shot characters and their table (``python -m fewshot oneshot``)
 ``fewshot.compare``       the digit comparison table (``python -m fewshot compare``)

@@ -1,6 +1,7 @@
 """Command line: ``python -m fewshot compare [--json]`` regenerates the comparison chapter's table,
 ``python -m fewshot oneshot [--json]`` the one-shot character chapter's,
 ``python -m fewshot verify [--json] [--data characters|mnist]`` the enrol-and-verify chapter's;
+``python -m fewshot export --out DIR`` writes the browser chapter's ONNX model and gallery JSON;
 ``python -m fewshot plan [--json]`` estimates each chapter's training time at the current size here.
 
 Progress bars and notes go to stderr, so ``--json`` output on stdout can be piped to a file.
@@ -12,7 +13,9 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
+from . import export
 from .cache import read_ledger
 from .characters import characters_source
 from .compare import DEFAULT_DIMS, DEFAULT_METHODS, compare, format_table
@@ -63,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                      help="methods to measure (default: all of the data's; pixels needs no training)")
     ver.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs")
     ver.add_argument("--seed", type=seed_int, default=0)
+    exp = sub.add_parser("export", help="export chapter 9's character system: the ONNX model, the "
+                                        "gallery JSON with calibrated thresholds (chapter 11)")
+    exp.add_argument("--out", required=True, help="folder to write into (created if missing)")
+    exp.add_argument("--method", default=None,
+                     choices=[m for m in VERIFY_METHODS["characters"] if m != "pixels"],
+                     help="method to deploy (default: the lowest EER on the calibration characters)")
+    exp.add_argument("--seed", type=seed_int, default=0)
     pln = sub.add_parser("plan", help="estimate each chapter's training time at the current size "
                                       "on this machine (a probe of a few seconds)")
     pln.add_argument("--json", action="store_true", help="print JSON: the rate and each chapter")
@@ -77,6 +87,24 @@ def main(argv: list[str] | None = None) -> int:
             profile = get_profile()
             plans, rate = run_plan(profile, args.seed, fresh=ledger is not None)
         print(plan_json(plans, rate) if args.json else format_plan(plans, rate, profile, ledger))
+        return 0
+    if args.command == "export":
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            exp.error(f"--out {args.out}: cannot create the folder ({exc.strerror or exc})")
+        with contextlib.redirect_stdout(sys.stderr):
+            setup(args.seed)
+            print(f"Characters: {characters_source()}")
+            build = export.build_demo(out, args.seed, method=args.method)
+        print(f"deployed {build.method} ({build.metric}): calibration EER "
+              f"{100 * build.eers[build.method]:.1f}%, torch vs onnxruntime max |diff| {build.parity:.1e}")
+        for point in build.operating_points:
+            print(f"  FAR target {point['far']:g}: threshold {point['threshold']:.4f}, test TAR "
+                  f"{100 * point['test_tar']:.1f}% at test FAR {100 * point['test_far']:.2f}%")
+        for name, path in build.files.items():
+            print(f"  {name:<8} {path} ({path.stat().st_size / 1e3:,.0f} kB)")
         return 0
     if args.command == "verify":
         bad = [m for m in args.methods or () if m not in VERIFY_METHODS[args.data]]

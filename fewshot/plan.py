@@ -154,6 +154,8 @@ CHAPTERS: dict[str, list[Training | Row]] = {  # notebook → what it trains, in
     "10_where_next": [*(row(m, 32) for m in ("softmax", "siamese", "triplet", "arcface")),
                       row("triplet", 32, **HERMANS), *ALL_CHARACTERS,
                       train("softmax", CHARACTER_DIM, "characters")],
+    # chapter 9's character models again (fewshot.export.build_demo picks one): all cached by then
+    "11_try_it_in_your_browser": [*ALL_CHARACTERS, train("softmax", CHARACTER_DIM, "characters")],
 }
 
 

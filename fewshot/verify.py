@@ -16,8 +16,11 @@ with :func:`threshold_at_far` on held-out pairs and only then applied to the tes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -36,6 +39,7 @@ Identity = Union[str, int]
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 FAR_TARGETS = (1e-1, 1e-2, 1e-3)
 FORMAT = "fewshot.verify.Gallery/1"
+EXPORT_FORMAT = "fewshot.verify.Gallery.export/1"  # the JSON of Gallery.export (a deployment reads it)
 BATCH = 1024
 
 
@@ -51,7 +55,12 @@ def model_fingerprint(embed: EmbedFn) -> str | None:
     """sha256 over the state dict (names, dtypes, shapes, bytes) of the module behind ``embed``.
 
     ``None`` when ``embed`` is a plain function (a lambda, ``flatten``): there is nothing to hash.
+    A function that carries its model's fingerprint as a ``fingerprint`` string (the exported network
+    in onnxruntime, :class:`fewshot.export.OnnxEmbedding`) gives that string.
     """
+    carried = getattr(embed, "fingerprint", None)
+    if isinstance(carried, str):
+        return carried
     module = _module_of(embed)
     if module is None:
         return None
@@ -106,6 +115,58 @@ def _read_gallery_file(path: str | PathLike) -> dict:
         raise ValueError(f"{path!s} is a damaged Gallery file: {problem}")
     return data
 
+@dataclass
+class Deployment:
+    """What a deployed gallery needs besides its templates (:meth:`Gallery.export` writes it).
+
+    Attributes:
+        thresholds: FAR target → distance threshold, calibrated on held-out identities.
+        normalisation: how an image becomes the network's input: ``mean``, ``std`` (the input is
+            ``(pixels/255 − mean)/std``), ``size`` ``[C, H, W]``, ``ink`` (e.g. ``"light on dark"``),
+            and any placement settings the preprocessing needs.
+        extra: anything else JSON-able (names of the identities, the method, measured rates).
+    """
+
+    thresholds: dict[float, float]
+    normalisation: dict
+    extra: dict = field(default_factory=dict)
+
+
+def _export_thresholds(thresholds: object) -> dict[float, float]:
+    """``{far: threshold}``: at least one, each FAR in (0, 1], each threshold finite and ≥ 0."""
+    if not isinstance(thresholds, dict) or not thresholds:
+        raise ValueError(f"thresholds must be a non-empty dict {{FAR target: distance threshold}}, "
+                         f"got {thresholds!r}")
+    out = {}
+    for far, t in thresholds.items():
+        far = check_number(far, "FAR target", 0.0, strict=True)
+        if far > 1:
+            raise ValueError(f"FAR target {far!r}: expected a number in (0, 1]")
+        out[far] = _check_threshold(t)
+    return out
+
+
+def _export_normalisation(normalisation: object, image_shape: tuple[int, ...] | None) -> dict:
+    """``mean``, ``std`` > 0, ``size`` (the gallery's image shape) and ``ink``, plus any other keys."""
+    if not isinstance(normalisation, dict):
+        raise TypeError(f"normalisation must be a dict with mean, std, size and ink, got "
+                        f"{type(normalisation).__name__}")
+    missing = [k for k in ("mean", "std", "size", "ink") if k not in normalisation]
+    if missing:
+        raise ValueError(f"normalisation lacks {missing}: expected mean, std, size [C, H, W] and ink")
+    out = dict(normalisation)
+    out["mean"] = check_number(out["mean"], "normalisation mean", -math.inf)
+    out["std"] = check_number(out["std"], "normalisation std", 0.0, strict=True)
+    size = out["size"]
+    if (not isinstance(size, (list, tuple)) or not all(isinstance(v, Integral) for v in size)
+            or (image_shape is not None and tuple(size) != image_shape)):
+        raise ValueError(f"normalisation size={size!r}: expected the gallery's image shape "
+                         f"{list(image_shape or ())} as a list [C, H, W]")
+    out["size"] = [int(v) for v in size]
+    if not isinstance(out["ink"], str):
+        raise TypeError(f"normalisation ink={out['ink']!r}: expected a str such as 'light on dark'")
+    return out
+
 
 class Gallery:
     """One mean embedding per enrolled identity; identify and verify probes against them.
@@ -128,6 +189,7 @@ class Gallery:
         self._identities: list[Identity] = []
         self._templates = torch.empty(0, 0)  # (N, D) mean embeddings, row i ↔ self._identities[i]
         self._image_shape: tuple[int, ...] | None = None  # (C, H, W) of the first enrolment
+        self.deployment: Deployment | None = None  # what from_export read besides the templates
 
     # ----- embedding -----
     def _batch(self, images: object) -> torch.Tensor:
@@ -300,6 +362,102 @@ class Gallery:
         gallery._image_shape = None if shape is None else tuple(shape)
         return gallery
 
+
+    # ----- deployment -----
+    def export(self, path: str | PathLike, *, thresholds: dict[float, float], normalisation: dict,
+               extra: dict | None = None) -> None:
+        """Write what a deployment needs to ``path`` as JSON (format :data:`EXPORT_FORMAT`).
+
+        The file holds the identities and their templates ``(N, D)`` (float32, exactly), the metric,
+        the embedding size, the model fingerprint, the calibrated ``thresholds`` (FAR target →
+        distance; calibrate them on held-out identities, never on test data), the input
+        ``normalisation`` (see :class:`Deployment`) and ``extra``. JavaScript reads it as it is;
+        :meth:`from_export` reads it back. Written atomically: a failed write leaves no partial file.
+        """
+        self._check_not_empty()
+        deployment = Deployment(_export_thresholds(thresholds),
+                                _export_normalisation(normalisation, self._image_shape),
+                                {} if extra is None else extra)
+        if not isinstance(deployment.extra, dict):
+            raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+        data = {"format": EXPORT_FORMAT, "metric": self.metric,
+                "embedding_size": int(self._templates.shape[1]),
+                "fingerprint": model_fingerprint(self.embed),
+                "thresholds": [{"far": f, "threshold": t} for f, t in deployment.thresholds.items()],
+                "input": deployment.normalisation, "identities": list(self._identities),
+                "templates": [[float(f"{v:.9g}") for v in row] for row in self._templates.tolist()],
+                "extra": deployment.extra}
+        try:
+            text = json.dumps(data, allow_nan=False, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"extra must hold only JSON values (str, numbers, lists, dicts): "
+                             f"{exc}") from exc
+        target = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(target))
+        if not os.path.isdir(folder):
+            raise ValueError(f"cannot write the gallery export to {target}: folder {folder} does not exist")
+        partial = f"{target}.partial"
+        try:
+            with open(partial, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(partial, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise ValueError(f"cannot write the gallery export to {target}: "
+                             f"{exc.strerror or exc}") from exc
+
+    @classmethod
+    def from_export(cls, path: str | PathLike, embed: EmbedFn) -> Gallery:
+        """Read a file written by :meth:`export`, to be used with ``embed``.
+
+        ``embed`` may be the trained module or the exported network
+        (:class:`fewshot.export.OnnxEmbedding`): both carry the same fingerprint. The thresholds,
+        normalisation and extra come back in ``gallery.deployment``.
+
+        Raises ``ValueError`` when the file is truncated or not JSON, was written by another
+        version of this format, is inconsistent, or belongs to another model.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path!s} is not a complete gallery export (truncated or not JSON: "
+                             f"{exc.msg} at character {exc.pos})") from exc
+        found_format = data.get("format") if isinstance(data, dict) else None
+        if found_format != EXPORT_FORMAT:
+            family = EXPORT_FORMAT.split("/")[0] + "/"
+            if isinstance(found_format, str) and found_format.startswith(family):
+                raise ValueError(f"{path!s} was written by another version ({found_format!r}); this "
+                                 f"fewshot reads {EXPORT_FORMAT!r}: export the gallery again")
+            raise ValueError(f"{path!s} is not a gallery export (expected format {EXPORT_FORMAT!r})")
+        keys = ("metric", "embedding_size", "fingerprint", "thresholds", "input", "identities",
+                "templates", "extra")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"{path!s} lacks {missing}: not a complete gallery export")
+        found = model_fingerprint(embed)
+        if found != data["fingerprint"]:
+            raise ValueError(f"embed's model fingerprint {found} differs from the one the gallery in "
+                             f"{path!s} was exported with ({data['fingerprint']}): use that model")
+        try:
+            templates = torch.tensor(data["templates"], dtype=torch.float32)
+            identities = [_check_identity(i) for i in data["identities"]]
+            thresholds = {float(t["far"]): float(t["threshold"]) for t in data["thresholds"]}
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path!s} holds malformed templates, identities or thresholds: {exc}") from exc
+        n, dim = len(identities), data["embedding_size"]
+        if templates.shape != (n, dim) or n == 0 or len(set(identities)) != n:
+            raise ValueError(f"{path!s}: {n} identities (unique: {len(set(identities))}) and templates "
+                             f"of shape {tuple(templates.shape)}: expected ({n}, {dim}), n ≥ 1")
+        shape = data["input"].get("size") if isinstance(data["input"], dict) else None
+        gallery = cls(embed, data["metric"])
+        gallery._identities, gallery._templates = identities, check_finite(templates, "templates")
+        gallery._image_shape = tuple(shape) if isinstance(shape, list) else None
+        gallery.deployment = Deployment(_export_thresholds(thresholds),
+                                        _export_normalisation(data["input"], gallery._image_shape),
+                                        data["extra"] if isinstance(data["extra"], dict) else {})
+        return gallery
 
 # ----- verification rates -----
 def _check_pairs(distances: object, same: object) -> tuple[np.ndarray, np.ndarray]:
