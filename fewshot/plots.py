@@ -98,8 +98,9 @@ def digit_legend(fig: Figure, digits: Sequence[int] = range(10), unseen: Sequenc
     handles = [plt.Line2D([], [], linestyle="", markersize=7,
                           marker=UNSEEN_MARKER if d in unseen else SEEN_MARKER,
                           color=DIGIT_COLORS[d % 10], label=str(d)) for d in digits]
+    title = "digit (crosses: unseen)" if unseen else "digit"
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10,
-               frameon=False, handletextpad=0.1, columnspacing=1.0, title="digit",
+               frameon=False, handletextpad=0.1, columnspacing=1.0, title=title,
                title_fontsize=10, bbox_to_anchor=(0.5, 0.0))
 
 
