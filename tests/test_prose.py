@@ -137,8 +137,8 @@ def page_findings(path: Path) -> list[str]:
     return [f"{path.name}: {', '.join(words)}"] if words else []
 
 
-HOW = (f"print the verdict from the numbers in a code cell (evaluate.versus, evaluate.ci_order), or, "
-       f"if the words are not about this run's numbers, give the Markdown cell the metadata "
+HOW = ("print the verdict from the numbers in a code cell (evaluate.versus, evaluate.ci_order), "
+       "or, if the words are not about this run's numbers, give the Markdown cell the metadata "
        f'"{ALLOW_KEY}": "<reason>" (for a .md page: MD_ALLOWED in tests/test_prose.py)')
 
 
