@@ -124,11 +124,44 @@ def format_table(rows: list[dict]) -> str:
     return text_table(HEADERS, [_cells(r) for r in rows], caption(rows))
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``)."""
-    short = {"5w1s": "1-shot", "5w5s": "5-shot"}  # short headers: the table fits the page
+# the columns a Markdown table may show, with their short headers (short: the table fits the page)
+MARKDOWN_HEADS = {"method": "method", "miner": "miner", "embed_dim": "dim", "precision_at_1": "test P@1",
+                  "map_at_r": "MAP@R", "fewshot_5way_1shot": "1-shot", "fewshot_5way_5shot": "5-shot",
+                  "train_seconds": "train s", "sampling": "batches", "margin": "margin"}
+DEFAULT_COLUMNS = ("method", "miner", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
+                   "fewshot_5way_5shot", "train_seconds")
+_TEXT = ("method", "miner", "embed_dim", "sampling", "margin")
+
+
+def _markdown_cell(row: dict, key: str) -> str:
+    if key in _TEXT:
+        return str(row[key])
+    if key == "train_seconds":
+        return f"{row[key]:.0f}"
     # non-breaking spaces keep "34.0 ± 0.9%" on one line in a narrow column
-    cells = [[c.replace(" ", "\u00a0") for c in _cells(r)] for r in rows]
-    return markdown([short.get(h, h) for h in HEADERS], cells,
-                    f"P@1: precision@1; 1-shot, 5-shot: 5-way on the unseen digits; {caption(rows)}",
-                    left=2)
+    return cell(row, key, key.startswith("fewshot")).replace(" ", "\u00a0")
+
+
+def markdown_table(rows: list[dict], columns: Sequence[str] = DEFAULT_COLUMNS, note: str = "") -> str:
+    """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``).
+
+    Args:
+        rows: rows of :func:`compare` or :func:`evaluate_method` (a row's ``"method"`` is its label:
+            give a row another label with ``{**row, "method": "my label"}``).
+        columns: the keys to show, in order, from :data:`MARKDOWN_HEADS` (``sampling`` and
+            ``margin`` only for rows that carry them).
+        note: a sentence put first in the note under the table; the note then says what the
+            shown columns mean and what ± means.
+    """
+    bad = [c for c in columns if c not in MARKDOWN_HEADS]
+    if bad or not columns:
+        raise ValueError(f"columns={list(columns)!r}: expected some of {list(MARKDOWN_HEADS)}")
+    cells = [[_markdown_cell(r, c) for c in columns] for r in rows]
+    parts = [note] if note else []
+    if "precision_at_1" in columns:
+        parts.append("test P@1: the test digits searched among the training digits")
+    if {"fewshot_5way_1shot", "fewshot_5way_5shot"} & set(columns):
+        parts.append("1-shot, 5-shot: 5-way on the unseen digits")
+    parts.append(caption(rows))
+    left = next((i for i, c in enumerate(columns) if c not in _TEXT), len(columns))
+    return markdown([MARKDOWN_HEADS[c] for c in columns], cells, "; ".join(parts), left=left)

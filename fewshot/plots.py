@@ -62,7 +62,8 @@ def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, ax: Axes | N
 
     ``ticks=True`` keeps the axis scale visible (to compare the size of maps). Digits in ``unseen``
     are drawn as crosses (:data:`UNSEEN_MARKER`) and labelled "(unseen)" in the legend; the others
-    as dots."""
+    as dots. The legend sits outside the axes, on the right (for a legend below a whole figure,
+    pass ``legend=False`` and call :func:`digit_legend`)."""
     emb = torch.as_tensor(embeddings).detach().cpu().float()
     labels = torch.as_tensor(labels).cpu()
     if emb.ndim != 2 or emb.shape[1] != 2:
@@ -80,9 +81,9 @@ def plot_embeddings(embeddings: torch.Tensor, labels: torch.Tensor, ax: Axes | N
         ax.scatter(emb[m, 0], emb[m, 1], s=10 if new else 4, alpha=0.6,
                    marker=UNSEEN_MARKER if new else SEEN_MARKER, linewidths=0.8 if new else 0,
                    color=DIGIT_COLORS[digit % 10], label=f"{digit} (unseen)" if new else str(digit))
-    if legend:
-        ax.legend(markerscale=2.5, fontsize=9, loc="best", ncol=2, frameon=False,
-                  handletextpad=0.2, columnspacing=0.8)
+    if legend:  # outside the data, to the right of the map
+        ax.legend(markerscale=2.5, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  frameon=False, handletextpad=0.2, borderaxespad=0.0)
     if title:
         ax.set_title(title, fontsize=10)
     if not ticks:
@@ -97,8 +98,9 @@ def digit_legend(fig: Figure, digits: Sequence[int] = range(10), unseen: Sequenc
     handles = [plt.Line2D([], [], linestyle="", markersize=7,
                           marker=UNSEEN_MARKER if d in unseen else SEEN_MARKER,
                           color=DIGIT_COLORS[d % 10], label=str(d)) for d in digits]
+    title = "digit (crosses: unseen)" if unseen else "digit"
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10,
-               frameon=False, handletextpad=0.1, columnspacing=1.0, title="digit",
+               frameon=False, handletextpad=0.1, columnspacing=1.0, title=title,
                title_fontsize=10, bbox_to_anchor=(0.5, 0.0))
 
 
@@ -128,9 +130,16 @@ def plot_maps(maps: dict[str, tuple[torch.Tensor, torch.Tensor]], size: float = 
     return fig
 
 
+# What each recorded metric measures, in the words the book uses for it. The validation P@1 ranks
+# each validation image among the *other validation images*; it differs from the test P@1 of the
+# tables (test queries against the training references), so the two never share a label.
+METRIC_LABELS = {"val_precision_at_1": "validation P@1\n(among the validation images)"}
+
+
 def plot_history(histories: dict[str, "object"], metric: str = "val_precision_at_1") -> Figure:
     """Training loss and a validation metric per epoch, for one or more ``History`` objects
-    (one line style per history, in black: colours are kept for digits and pairs)."""
+    (one line style per history, in black: colours are kept for digits and pairs). The metric's
+    axis is labelled from :data:`METRIC_LABELS`."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 3.0))
     for style, (name, h) in zip(itertools.cycle(METHOD_STYLES), histories.items()):
         epochs = np.arange(1, len(h.loss) + 1)
@@ -138,7 +147,8 @@ def plot_history(histories: dict[str, "object"], metric: str = "val_precision_at
         if metric in h.metrics:
             ax2.plot(epochs, h.metrics[metric], markersize=4, label=name, **style)
     ax1.set(xlabel="epoch", ylabel="training loss", title="loss")
-    ax2.set(xlabel="epoch", ylabel=metric.replace("_", " "), title="validation")
+    ax2.set(xlabel="epoch", ylabel=METRIC_LABELS.get(metric, metric.replace("_", " ")),
+            title="validation")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     ax2.legend(fontsize=9)
