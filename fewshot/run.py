@@ -36,11 +36,11 @@ class Run:
         return data.load_mnist(split, size=p.train_size if split == "train" else p.test_size)
 
     def __str__(self) -> str:
-        """The one line :func:`setup` prints: device, the size and how to ask for the other one,
-        and the data source."""
+        """What :func:`setup` prints: device, size and data source on one line, then how to ask for
+        the other size (two short lines, so they fit the page's column)."""
+        line = f"{self.device.type} · {self.profile.name} profile · {self.data_source}"
         other = PROFILES.get(self.profile.other)
-        ask = f" (FEWSHOT_PROFILE={other.name} for {other.about})" if other else ""
-        return f"{self.device.type} · {self.profile.name} profile{ask} · {self.data_source}"
+        return f"{line}\nanother size: FEWSHOT_PROFILE={other.name} ({other.about})" if other else line
 
 
 def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:
