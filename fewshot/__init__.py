@@ -12,7 +12,8 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 ``fewshot.tables``        typed rows → one Markdown or plain-text table
 ``fewshot.recipes``       the book's methods by name: build and train (cached)
 ``fewshot.evaluate``      one measurement of a trained embedding: P@1, MAP@R, few-shot ± CI
-``fewshot.verify``        enrol, verify, identify; ROC, EER, TAR@FAR, open-set rates
+``fewshot.verify``        the gallery: enrol, verify, identify; save, load, export
+``fewshot.rates``         ROC, EER, TAR@FAR, open-set DIR/FPIR: the rates that measure it
 ``fewshot.train``         ``fit``: the one training loop, and its steps
 ``fewshot.pairs``         random pairs and triplets, and how many there are
 ``fewshot.episodes``      seen/unseen classes, N-way K-shot episodes, prototypes

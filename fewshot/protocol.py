@@ -24,8 +24,9 @@ from .oneshot import (CHARACTER_DIM, CHARACTER_METHODS, character_pools, choose_
                       train_on_characters)
 from .recipes import metric_of, train_method
 from .tables import markdown, text_table
-from .verify import (FAR_TARGETS, Gallery, OpenSetRates, VerificationRates, open_set_rates,
-                     threshold_at_far, verification_rates)
+from .rates import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates, threshold_at_far,
+                    verification_rates)
+from .verify import Gallery
 
 VERIFY_DATA = ("characters", "mnist")
 VERIFY_METHODS: dict[str, tuple[str, ...]] = {
