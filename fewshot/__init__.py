@@ -13,6 +13,7 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 ``fewshot.recipes``       the book's methods by name: build and train (cached)
 ``fewshot.evaluate``      one measurement of a trained embedding: P@1, MAP@R, few-shot ± CI
 ``fewshot.verify``        the gallery: enrol, verify, identify; save, load, export
+``fewshot.gallery_files`` the gallery's files: saved, exported JSON, and their checks
 ``fewshot.rates``         ROC, EER, TAR@FAR, open-set DIR/FPIR: the rates that measure it
 ``fewshot.train``         ``fit``: the one training loop, and its steps
 ``fewshot.pairs``         random pairs and triplets, and how many there are

@@ -2,28 +2,25 @@
 
 A **distance** is small for "same": a probe is accepted when ``distance ≤ threshold``. The
 :class:`Gallery` stores one mean embedding per identity, never images; it saves and loads itself, and
-exports what a deployment needs (:meth:`Gallery.export`). The rates that measure it (ROC, EER, TAR at
+exports what a deployment needs (:meth:`Gallery.export`); the files' formats and their checks live
+in :mod:`fewshot.gallery_files`. The rates that measure it (ROC, EER, TAR at
 a FAR, open-set DIR/FPIR) live in :mod:`fewshot.rates` and are re-exported here, so a chapter reads
 ``verify.threshold_at_far`` next to ``verify.Gallery``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from numbers import Integral
 from os import PathLike
-from pathlib import Path
 
 import torch
 
-from .checks import check_embeddings, check_finite, check_number, check_tensor
-from .distances import METRICS, check_metric, pairwise
+from .checks import check_embeddings, check_finite, check_tensor
+from .distances import check_metric, pairwise
+from .gallery_files import (EXPORT_FORMAT, FORMAT, Deployment, check_identity, check_threshold,
+                            export_normalisation, export_thresholds, read_export, read_saved,
+                            write_export)
 from .rates import (FAR_TARGETS, Identity, OpenSetRates, VerificationRates, open_set_rates,
                     threshold_at_far, verification_rates)
 
@@ -32,8 +29,6 @@ __all__ = ["BATCH", "EXPORT_FORMAT", "FAR_TARGETS", "FORMAT", "Deployment", "Emb
            "verification_rates"]
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
-FORMAT = "fewshot.verify.Gallery/1"
-EXPORT_FORMAT = "fewshot.verify.Gallery.export/1"  # the JSON of Gallery.export (a deployment reads it)
 BATCH = 1024
 
 
@@ -65,101 +60,6 @@ def model_fingerprint(embed: EmbedFn) -> str | None:
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
-
-def _check_identity(identity: object) -> Identity:
-    if isinstance(identity, str):
-        return identity
-    if isinstance(identity, Integral) and not isinstance(identity, bool):
-        return int(identity)
-    raise TypeError(f"identity={identity!r}: expected a str or an int, got {type(identity).__name__}")
-
-
-def _check_threshold(threshold: object) -> float:
-    """A distance threshold: finite and ≥ 0 (every distance of a gallery is ≥ 0)."""
-    return check_number(threshold, "threshold", 0.0)
-
-
-def _read_gallery_file(path: str | PathLike) -> dict:
-    """The checked contents of a file written by :meth:`Gallery.save` (see :meth:`Gallery.load`)."""
-    if not isinstance(path, (str, PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no gallery file at {path!s}"
-                                f"{' (it is a folder)' if Path(path).is_dir() else ''}")
-    try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # truncated zip, another format, pickled objects weights_only refuses
-        reason = f"{type(exc).__name__}: {str(exc).strip().split('. ')[0][:100]}"
-        raise ValueError(f"{path!s} is not a saved Gallery: torch.load cannot read it ({reason}); "
-                         "it is truncated or another kind of file") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path!s} is not a saved Gallery (expected format {FORMAT!r})")
-    keys = ("metric", "identities", "templates", "image_shape", "fingerprint")
-    t, ids, shape = data.get("templates"), data.get("identities"), data.get("image_shape")
-    problems = {f"it lacks {[k for k in keys if k not in data]}": any(k not in data for k in keys),
-                "templates is not a 2-D float tensor": not (isinstance(t, torch.Tensor) and t.ndim == 2
-                                                            and t.is_floating_point()),
-                f"identities {ids!r:.60} do not match the templates": not isinstance(ids, list)
-                or not isinstance(t, torch.Tensor) or len(ids) != len(t),
-                f"metric={data.get('metric')!r}": data.get("metric") not in METRICS,
-                f"image_shape={shape!r}": shape is not None and not (
-                    isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape))}
-    problem = next((what for what, bad in problems.items() if bad), None)
-    if problem:
-        raise ValueError(f"{path!s} is a damaged Gallery file: {problem}")
-    return data
-
-@dataclass
-class Deployment:
-    """What a deployed gallery needs besides its templates (:meth:`Gallery.export` writes it).
-
-    Attributes:
-        thresholds: FAR target → distance threshold, calibrated on held-out identities.
-        normalisation: how an image becomes the network's input: ``mean``, ``std`` (the input is
-            ``(pixels/255 − mean)/std``), ``size`` ``[C, H, W]``, ``ink`` (e.g. ``"light on dark"``),
-            and any placement settings the preprocessing needs.
-        extra: anything else JSON-able (names of the identities, the method, measured rates).
-    """
-
-    thresholds: dict[float, float]
-    normalisation: dict
-    extra: dict = field(default_factory=dict)
-
-
-def _export_thresholds(thresholds: object) -> dict[float, float]:
-    """``{far: threshold}``: at least one, each FAR in (0, 1], each threshold finite and ≥ 0."""
-    if not isinstance(thresholds, dict) or not thresholds:
-        raise ValueError(f"thresholds must be a non-empty dict {{FAR target: distance threshold}}, "
-                         f"got {thresholds!r}")
-    out = {}
-    for far, t in thresholds.items():
-        far = check_number(far, "FAR target", 0.0, strict=True)
-        if far > 1:
-            raise ValueError(f"FAR target {far!r}: expected a number in (0, 1]")
-        out[far] = _check_threshold(t)
-    return out
-
-
-def _export_normalisation(normalisation: object, image_shape: tuple[int, ...] | None) -> dict:
-    """``mean``, ``std`` > 0, ``size`` (the gallery's image shape) and ``ink``, plus any other keys."""
-    if not isinstance(normalisation, dict):
-        raise TypeError(f"normalisation must be a dict with mean, std, size and ink, got "
-                        f"{type(normalisation).__name__}")
-    missing = [k for k in ("mean", "std", "size", "ink") if k not in normalisation]
-    if missing:
-        raise ValueError(f"normalisation lacks {missing}: expected mean, std, size [C, H, W] and ink")
-    out = dict(normalisation)
-    out["mean"] = check_number(out["mean"], "normalisation mean", -math.inf)
-    out["std"] = check_number(out["std"], "normalisation std", 0.0, strict=True)
-    size = out["size"]
-    if (not isinstance(size, (list, tuple)) or not all(isinstance(v, Integral) for v in size)
-            or (image_shape is not None and tuple(size) != image_shape)):
-        raise ValueError(f"normalisation size={size!r}: expected the gallery's image shape "
-                         f"{list(image_shape or ())} as a list [C, H, W]")
-    out["size"] = [int(v) for v in size]
-    if not isinstance(out["ink"], str):
-        raise TypeError(f"normalisation ink={out['ink']!r}: expected a str such as 'light on dark'")
-    return out
 
 
 class Gallery:
@@ -241,7 +141,7 @@ class Gallery:
         Template = ``(1/K) Σₖ embed(imageₖ)`` (for cosine, only its direction matters).
         Returns True when ``identity`` was already enrolled and has been replaced, else False.
         """
-        identity = _check_identity(identity)
+        identity = check_identity(identity)
         batch = self._batch(images)
         template = self._embed(batch).mean(0)  # (D,)
         if self._image_shape is None:
@@ -273,7 +173,7 @@ class Gallery:
             ``(B,)`` to the nearest template. Ties go to the identity enrolled first.
         """
         self._check_not_empty()
-        limit = None if threshold is None else _check_threshold(threshold)
+        limit = None if threshold is None else check_threshold(threshold)
         dist = pairwise(self._embed(self._batch(images)), self._templates, self.metric)  # (B, N)
         nearest, index = dist.min(1)
         names = [self._identities[i] for i in index.tolist()]
@@ -289,12 +189,12 @@ class Gallery:
             ``(accepted, distances)``: bool ``(B,)`` and float ``(B,)``.
         """
         self._check_not_empty()
-        identity = _check_identity(identity)
+        identity = check_identity(identity)
         if identity not in self._identities:
             known = ", ".join(repr(i) for i in self._identities[:10])
             more = ", …" if len(self._identities) > 10 else ""
             raise ValueError(f"identity={identity!r} is not enrolled (enrolled: {known}{more})")
-        limit = _check_threshold(threshold)
+        limit = check_threshold(threshold)
         template = self._templates[self._identities.index(identity)][None]  # (1, D)
         dist = pairwise(self._embed(self._batch(images)), template, self.metric)[:, 0]  # (B,)
         return dist <= limit, dist
@@ -344,7 +244,7 @@ class Gallery:
         raises ``FileNotFoundError``; a truncated file, another kind of file or a damaged gallery
         raises ``ValueError`` naming the file.
         """
-        data = _read_gallery_file(path)
+        data = read_saved(path)
         found = model_fingerprint(embed)
         if found != data["fingerprint"]:
             raise ValueError(f"embed's model fingerprint {found} differs from the one the gallery in "
@@ -369,37 +269,18 @@ class Gallery:
         :meth:`from_export` reads it back. Written atomically: a failed write leaves no partial file.
         """
         self._check_not_empty()
-        deployment = Deployment(_export_thresholds(thresholds),
-                                _export_normalisation(normalisation, self._image_shape),
+        deployment = Deployment(export_thresholds(thresholds),
+                                export_normalisation(normalisation, self._image_shape),
                                 {} if extra is None else extra)
         if not isinstance(deployment.extra, dict):
             raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
-        data = {"format": EXPORT_FORMAT, "metric": self.metric,
-                "embedding_size": int(self._templates.shape[1]),
-                "fingerprint": model_fingerprint(self.embed),
-                "thresholds": [{"far": f, "threshold": t} for f, t in deployment.thresholds.items()],
-                "input": deployment.normalisation, "identities": list(self._identities),
-                "templates": [[float(f"{v:.9g}") for v in row] for row in self._templates.tolist()],
-                "extra": deployment.extra}
-        try:
-            text = json.dumps(data, allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"extra must hold only JSON values (str, numbers, lists, dicts): "
-                             f"{exc}") from exc
-        target = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(target))
-        if not os.path.isdir(folder):
-            raise ValueError(f"cannot write the gallery export to {target}: folder {folder} does not exist")
-        partial = f"{target}.partial"
-        try:
-            with open(partial, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(partial, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
-            raise ValueError(f"cannot write the gallery export to {target}: "
-                             f"{exc.strerror or exc}") from exc
+        write_export(path, {
+            "format": EXPORT_FORMAT, "metric": self.metric,
+            "embedding_size": int(self._templates.shape[1]), "fingerprint": model_fingerprint(self.embed),
+            "thresholds": [{"far": f, "threshold": t} for f, t in deployment.thresholds.items()],
+            "input": deployment.normalisation, "identities": list(self._identities),
+            "templates": [[float(f"{v:.9g}") for v in row] for row in self._templates.tolist()],
+            "extra": deployment.extra})
 
     @classmethod
     def from_export(cls, path: str | PathLike, embed: EmbedFn) -> Gallery:
@@ -412,43 +293,12 @@ class Gallery:
         Raises ``ValueError`` when the file is truncated or not JSON, was written by another
         version of this format, is inconsistent, or belongs to another model.
         """
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path!s} is not a complete gallery export (truncated or not JSON: "
-                             f"{exc.msg} at character {exc.pos})") from exc
-        found_format = data.get("format") if isinstance(data, dict) else None
-        if found_format != EXPORT_FORMAT:
-            family = EXPORT_FORMAT.split("/")[0] + "/"
-            if isinstance(found_format, str) and found_format.startswith(family):
-                raise ValueError(f"{path!s} was written by another version ({found_format!r}); this "
-                                 f"fewshot reads {EXPORT_FORMAT!r}: export the gallery again")
-            raise ValueError(f"{path!s} is not a gallery export (expected format {EXPORT_FORMAT!r})")
-        keys = ("metric", "embedding_size", "fingerprint", "thresholds", "input", "identities",
-                "templates", "extra")
-        missing = [k for k in keys if k not in data]
-        if missing:
-            raise ValueError(f"{path!s} lacks {missing}: not a complete gallery export")
+        data = read_export(path)
         found = model_fingerprint(embed)
         if found != data["fingerprint"]:
             raise ValueError(f"embed's model fingerprint {found} differs from the one the gallery in "
                              f"{path!s} was exported with ({data['fingerprint']}): use that model")
-        try:
-            templates = torch.tensor(data["templates"], dtype=torch.float32)
-            identities = [_check_identity(i) for i in data["identities"]]
-            thresholds = {float(t["far"]): float(t["threshold"]) for t in data["thresholds"]}
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path!s} holds malformed templates, identities or thresholds: {exc}") from exc
-        n, dim = len(identities), data["embedding_size"]
-        if templates.shape != (n, dim) or n == 0 or len(set(identities)) != n:
-            raise ValueError(f"{path!s}: {n} identities (unique: {len(set(identities))}) and templates "
-                             f"of shape {tuple(templates.shape)}: expected ({n}, {dim}), n ≥ 1")
-        shape = data["input"].get("size") if isinstance(data["input"], dict) else None
         gallery = cls(embed, data["metric"])
-        gallery._identities, gallery._templates = identities, check_finite(templates, "templates")
-        gallery._image_shape = tuple(shape) if isinstance(shape, list) else None
-        gallery.deployment = Deployment(_export_thresholds(thresholds),
-                                        _export_normalisation(data["input"], gallery._image_shape),
-                                        data["extra"] if isinstance(data["extra"], dict) else {})
+        gallery._identities, gallery._templates = data["identities"], data["templates"]
+        gallery._image_shape, gallery.deployment = data["image_shape"], data["deployment"]
         return gallery
