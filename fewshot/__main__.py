@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .plan import format_plan, plan_json, run_plan
 from .protocol import VERIFY_DATA, VERIFY_METHODS, format_verification_table, verification_table
 from .recipes import METHODS
 from .run import setup
+from .tables import to_json
 
 
 def positive_int(text: str) -> int:
@@ -116,20 +116,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.data == "characters":
                 print(f"Characters: {characters_source()}")
             rows = verification_table(args.data, args.seed, methods=args.methods, epochs=args.epochs)
-        print(json.dumps(rows, indent=2) if args.json else format_verification_table(rows))
+        print(to_json(rows) if args.json else format_verification_table(rows))
         return 0
     if args.command == "oneshot":
         with contextlib.redirect_stdout(sys.stderr):
             setup(args.seed)
             print(f"Characters: {characters_source()}")
             rows = oneshot(args.methods, args.seed, epochs=args.epochs)
-        print(json.dumps(rows, indent=2) if args.json else oneshot_markdown(rows))
+        print(to_json(rows) if args.json else oneshot_markdown(rows))
         return 0
     with contextlib.redirect_stdout(sys.stderr):
         setup(args.seed)
         rows = compare(args.methods, args.dims, seed=args.seed, epochs=args.epochs,
                        cache=not args.no_cache)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(to_json(rows) if args.json else format_table(rows))
     return 0
 
 

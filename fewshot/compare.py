@@ -9,9 +9,11 @@ For each method and embedding size, two models are trained at the current profil
   seen the classes it is tested on few-shot.
 
 Both are measured by :func:`fewshot.evaluate.evaluate`, with the distance the method is meant for
-(cosine for margin heads). With ``Profile.seeds`` > 1, every number is the mean over that many
-training seeds and each gets a ``…_std`` partner (the spread between seeds), which the table shows
-instead of the episode CI. ``python -m fewshot compare [--json]`` prints the same table.
+(cosine for margin heads). Each method and size gives one :class:`MethodResult`; with
+``Profile.seeds`` > 1, every number is the mean over that many training seeds with their standard
+deviation (the spread between seeds), which the table shows instead of the episode CI.
+:func:`markdown_table` shows the columns asked for (:data:`DIGIT_COLUMNS`);
+``python -m fewshot compare [--json]`` prints the same table.
 
 The character chapters' tables live in :mod:`fewshot.oneshot` (chapter 8) and
 :mod:`fewshot.protocol` (chapter 9).
@@ -19,29 +21,89 @@ The character chapters' tables live in :mod:`fewshot.oneshot` (chapter 8) and
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .checks import check_int
 from .config import get_profile, resolve_seed
 from .data import load_run_data
 from .episodes import DEFAULT_UNSEEN, split_classes
-from .evaluate import evaluate
-from .recipes import METHODS, default_miner, metric_of, train_method
-from .tables import cell, markdown, text_table
+from .evaluate import Evaluation, Score, evaluate
+from .recipes import DEFAULT_MARGIN, METHODS, default_miner, metric_of, train_method
+from .tables import Column, markdown, text
 
 DEFAULT_DIMS = (2, 32)
 DEFAULT_METHODS = ("softmax", "siamese", "triplet")
+# the keys of ``python -m fewshot compare --json`` (plus ``…_std`` partners with several seeds)
 COLUMNS = ("method", "miner", "sampling", "metric", "embed_dim", "seeds", "precision_at_1", "map_at_r",
            "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot",
            "fewshot_5way_5shot_ci95", "train_seconds")
+_NOT_JSON = {"json": False}
+
+
+@dataclass
+class MethodResult:
+    """One method at one embedding size, measured (one row of the comparison table).
+
+    Attributes:
+        method, miner, sampling, metric, embed_dim: what was trained and how it is measured.
+        seeds: how many training seeds the numbers average.
+        precision_at_1, map_at_r: retrieval of the test digits among the training digits.
+        fewshot: ``{(n_way, k_shot): Score}`` on the unseen digits (:meth:`shot`).
+        train_seconds: every training of this row together, as recorded when they ran.
+        margin: the margin asked for (``None``: the method's default).
+        model, history, seen_model: the first seed's networks (all digits, seen digits only).
+    """
+
+    method: str
+    miner: str
+    sampling: str
+    metric: str
+    embed_dim: int
+    seeds: int
+    precision_at_1: Score
+    map_at_r: Score
+    fewshot: dict[tuple[int, int], Score]
+    train_seconds: float
+    margin: float | str | None = None
+    model: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
+    history: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
+    seen_model: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
+
+    def shot(self, n_way: int = 5, k_shot: int = 1) -> Score:
+        """``n_way``-way ``k_shot``-shot accuracy on the unseen digits (mean, 95% CI, seeds' std)."""
+        if (n_way, k_shot) not in self.fewshot:
+            raise KeyError(f"{n_way}-way {k_shot}-shot was not measured; measured: {sorted(self.fewshot)}")
+        return self.fewshot[(n_way, k_shot)]
+
+    def named(self, label: str) -> MethodResult:
+        """The same result under another label (the table's first column)."""
+        return dataclasses.replace(self, method=label)
+
+
+def _average(values: list[float], cis: list[float | None], percent: bool) -> Score:
+    """The mean over seeds, the mean CI half-width, and the seeds' standard deviation (≥ 2 seeds)."""
+    ci = statistics.fmean(cis) if all(c is not None for c in cis) else None
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Score(statistics.fmean(values), ci, std, percent)
+
+
+def _result(runs: list[tuple[Evaluation, Evaluation]], **about) -> MethodResult:
+    """One :class:`MethodResult` from each seed's (retrieval, few-shot) evaluations."""
+    retrieval = {name: _average([getattr(r, name) for r, _ in runs], [None] * len(runs), False)
+                 for name in ("precision_at_1", "map_at_r")}
+    fewshot = {key: _average([f.shot(*key).mean for _, f in runs], [f.shot(*key).ci95 for _, f in runs],
+                             True) for key in sorted(runs[0][1].fewshot)}
+    return MethodResult(**about, seeds=len(runs), **retrieval, fewshot=fewshot)
 
 
 def evaluate_method(method: str, embed_dim: int, *, miner: str | None = None, sampler: str = "random",
                     margin: float | str | None = None, options: dict | None = None,
                     seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
                     unseen: Sequence[int] = DEFAULT_UNSEEN, cache: bool = True,
-                    progress: bool | None = None) -> dict:
+                    progress: bool | None = None) -> MethodResult:
     """Train ``method`` at ``embed_dim`` (all digits, and seen digits only) and measure it.
 
     Args:
@@ -50,9 +112,7 @@ def evaluate_method(method: str, embed_dim: int, *, miner: str | None = None, sa
             ``Profile.seeds``); seeds ``seed, seed+1, …`` are trained and averaged.
 
     Returns:
-        A dict with the keys in :data:`COLUMNS` (``train_seconds``: every training of this row
-        together, as recorded when they ran; ``…_std`` keys when ``seeds`` > 1) plus ``"model"``,
-        ``"history"`` and ``"seen_model"`` of the first seed.
+        A :class:`MethodResult`, with the first seed's models.
     """
     seed = resolve_seed(seed)
     seeds = get_profile().seeds if seeds is None else check_int(seeds, "seeds")
@@ -70,24 +130,19 @@ def evaluate_method(method: str, embed_dim: int, *, miner: str | None = None, sa
         retrieval = evaluate(model, query=(xt, yt), reference=(x, y), metric=metric, seed=s)
         fewshot = evaluate(seen_model, fewshot_pool=(ux, uy), settings=((min(5, len(unseen)), 1),
                            (min(5, len(unseen)), 5)), metric=metric, seed=s)
-        runs.append({**retrieval.as_row(), **fewshot.as_row()})
+        runs.append((retrieval, fewshot))
         seconds += history.seconds + seen_history.seconds
         kept = kept or {"model": model, "history": history, "seen_model": seen_model}
-    row = {"method": method, "miner": miner or default_miner(method) or "–", "sampling": sampler,
-           "metric": metric, "embed_dim": embed_dim, "seeds": seeds, "train_seconds": seconds}
-    for key in [k for k in runs[0] if k != "metric"]:
-        values = [r[key] for r in runs]
-        row[key] = statistics.fmean(values)
-        if seeds > 1 and not key.endswith("_ci95"):
-            row[f"{key}_std"] = statistics.stdev(values)
-    return {**row, **kept}
+    return _result(runs, method=method, miner=miner or default_miner(method) or "–", sampling=sampler,
+                   metric=metric, embed_dim=embed_dim, train_seconds=seconds, margin=margin, **kept)
 
 
 def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFAULT_DIMS, *,
             seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
-            cache: bool = True, progress: bool | None = None, keep_models: bool = False) -> list[dict]:
-    """:func:`evaluate_method` for every method and dimension: one row each, with the keys in
-    :data:`COLUMNS` (and ``…_std`` keys with several seeds), plus ``"model"`` if ``keep_models``."""
+            cache: bool = True, progress: bool | None = None,
+            keep_models: bool = False) -> list[MethodResult]:
+    """:func:`evaluate_method` for every method and dimension: one :class:`MethodResult` each, with
+    its models only if ``keep_models``."""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}: expected some of {METHODS}")
@@ -96,72 +151,60 @@ def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFA
         for method in methods:
             row = evaluate_method(method, dim, seed=seed, seeds=seeds, epochs=epochs, cache=cache,
                                   progress=progress)
-            keep = set(COLUMNS) | {k for k in row if k.endswith("_std")} | ({"model"} if keep_models else set())
-            rows.append({k: v for k, v in row.items() if k in keep})
+            rows.append(row if keep_models else dataclasses.replace(row, model=None, history=None,
+                                                                    seen_model=None))
     return rows
 
 
-HEADERS = ("method", "miner", "dim", "P@1", "MAP@R", "5w1s", "5w5s", "train s")
-
-
-def _cells(row: dict) -> list[str]:
-    """One row of the table as text cells, in the order of :data:`HEADERS`."""
-    return [row["method"], row["miner"], str(row["embed_dim"]), cell(row, "precision_at_1", False),
-            cell(row, "map_at_r", False), cell(row, "fewshot_5way_1shot"),
-            cell(row, "fewshot_5way_5shot"), f"{row['train_seconds']:.0f}"]
-
-
-def caption(rows: list[dict]) -> str:
+def caption(rows: Sequence[MethodResult]) -> str:
     """What the ± means in a table of these rows."""
-    seeds = max((r.get("seeds", 1) for r in rows), default=1)
+    seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
         return f"mean ± standard deviation over {seeds} training seeds"
     return "few-shot: mean ± 95% CI over episodes, one training seed"
 
 
-def format_table(rows: list[dict]) -> str:
+# the columns a digit table may show, by name; short headers (the table fits the page), their
+# meaning in the legend under the table
+DIGIT_COLUMNS = {column.head: column for column in (
+    Column("method", "method"),
+    Column("miner", "miner"),
+    Column("batches", "sampling"),
+    Column("margin", lambda r: f"{DEFAULT_MARGIN if r.margin is None else r.margin:g}"
+           if not isinstance(r.margin, str) else r.margin),
+    Column("dim", "embed_dim", note="dim: embedding size"),
+    Column("test P@1", "precision_at_1", note="test P@1: the test digits searched among the training digits"),
+    Column("MAP@R", "map_at_r"),
+    Column("1-shot", lambda r: r.shot(5, 1), note="1-shot, 5-shot: 5-way on the unseen digits"),
+    Column("5-shot", lambda r: r.shot(5, 5), note="1-shot, 5-shot: 5-way on the unseen digits"),
+    Column("train s", "train_seconds", "{:.0f}", note="train s: training seconds, both networks"),
+)}
+DEFAULT_COLUMNS = ("method", "miner", "dim", "test P@1", "MAP@R", "1-shot", "5-shot", "train s")
+# the command line's plain-text table: shorter still
+TEXT_COLUMNS = (Column("method", "method"), Column("miner", "miner"), Column("dim", "embed_dim"),
+                Column("P@1", "precision_at_1"), Column("MAP@R", "map_at_r"),
+                Column("5w1s", lambda r: r.shot(5, 1)), Column("5w5s", lambda r: r.shot(5, 5)),
+                Column("train s", "train_seconds", "{:.0f}"))
+
+
+def format_table(rows: Sequence[MethodResult]) -> str:
     """A plain-text table of :func:`compare`'s rows."""
-    return text_table(HEADERS, [_cells(r) for r in rows], caption(rows))
+    return text(rows, TEXT_COLUMNS, end=caption(rows))
 
 
-# the columns a Markdown table may show, with their short headers (short: the table fits the page)
-MARKDOWN_HEADS = {"method": "method", "miner": "miner", "embed_dim": "dim", "precision_at_1": "test P@1",
-                  "map_at_r": "MAP@R", "fewshot_5way_1shot": "1-shot", "fewshot_5way_5shot": "5-shot",
-                  "train_seconds": "train s", "sampling": "batches", "margin": "margin"}
-DEFAULT_COLUMNS = ("method", "miner", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
-                   "fewshot_5way_5shot", "train_seconds")
-_TEXT = ("method", "miner", "embed_dim", "sampling", "margin")
-
-
-def _markdown_cell(row: dict, key: str) -> str:
-    if key in _TEXT:
-        return str(row[key])
-    if key == "train_seconds":
-        return f"{row[key]:.0f}"
-    # non-breaking spaces keep "34.0 ± 0.9%" on one line in a narrow column
-    return cell(row, key, key.startswith("fewshot")).replace(" ", "\u00a0")
-
-
-def markdown_table(rows: list[dict], columns: Sequence[str] = DEFAULT_COLUMNS, note: str = "") -> str:
+def markdown_table(rows: Sequence[MethodResult], columns: Sequence[str] = DEFAULT_COLUMNS,
+                   note: str = "") -> str:
     """:func:`compare`'s rows as a Markdown table (for ``IPython.display.Markdown``).
 
     Args:
-        rows: rows of :func:`compare` or :func:`evaluate_method` (a row's ``"method"`` is its label:
-            give a row another label with ``{**row, "method": "my label"}``).
-        columns: the keys to show, in order, from :data:`MARKDOWN_HEADS` (``sampling`` and
-            ``margin`` only for rows that carry them).
-        note: a sentence put first in the note under the table; the note then says what the
+        rows: results of :func:`compare` or :func:`evaluate_method` (a row's ``method`` is its
+            label: give it another with :meth:`MethodResult.named`).
+        columns: the headers of the columns to show, in order, from :data:`DIGIT_COLUMNS`.
+        note: a sentence put first in the legend under the table; the legend then says what the
             shown columns mean and what ± means.
     """
-    bad = [c for c in columns if c not in MARKDOWN_HEADS]
+    bad = [c for c in columns if c not in DIGIT_COLUMNS]
     if bad or not columns:
-        raise ValueError(f"columns={list(columns)!r}: expected some of {list(MARKDOWN_HEADS)}")
-    cells = [[_markdown_cell(r, c) for c in columns] for r in rows]
-    parts = [note] if note else []
-    if "precision_at_1" in columns:
-        parts.append("test P@1: the test digits searched among the training digits")
-    if {"fewshot_5way_1shot", "fewshot_5way_5shot"} & set(columns):
-        parts.append("1-shot, 5-shot: 5-way on the unseen digits")
-    parts.append(caption(rows))
-    left = next((i for i, c in enumerate(columns) if c not in _TEXT), len(columns))
-    return markdown([MARKDOWN_HEADS[c] for c in columns], cells, "; ".join(parts), left=left)
+        raise ValueError(f"columns={list(columns)!r}: expected some of {list(DIGIT_COLUMNS)}")
+    shown = [DIGIT_COLUMNS[c] for c in columns]
+    return markdown(rows, shown, note, end=caption(rows))

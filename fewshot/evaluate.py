@@ -11,8 +11,11 @@
 * **few-shot**: N-way K-shot accuracy by nearest prototype on a pool of (unseen) classes, mean ± 95%
   CI over episodes (:func:`fewshot.episodes.evaluate_episodes`).
 
-Both use the same metric, ``"euclidean"`` or ``"cosine"`` (margin-trained nets). :func:`pm` formats
-"mean ± CI" the one way the book prints it.
+Both use the same metric, ``"euclidean"`` or ``"cosine"`` (margin-trained nets). Results stay typed
+until a table (:mod:`fewshot.tables`) renders them: :class:`Score` is one number with its spread,
+:meth:`Evaluation.shot` one few-shot setting. :func:`pm` formats "mean ± CI" the one way the book
+prints it; :func:`versus` and :func:`order` compare two scores without naming a winner when their 95%
+intervals overlap.
 """
 
 from __future__ import annotations
@@ -37,6 +40,45 @@ def pm(mean: float, ci: float, percent: bool = True, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
+@dataclass(frozen=True)
+class Score:
+    """One number as the book shows it: ``mean`` with its 95% CI half-width over episodes (``ci95``)
+    and, when several training seeds were averaged, their standard deviation (``std``; a table shows
+    it instead of the CI). ``percent``: a fraction shown as a percentage (accuracies), else a plain
+    value with three decimals (precision@1, MAP@R)."""
+
+    mean: float
+    ci95: float | None = None
+    std: float | None = None
+    percent: bool = True
+
+    @classmethod
+    def of(cls, result: object) -> Score:
+        """A :class:`Score` from anything with ``mean`` and ``ci95`` (a
+        :class:`~fewshot.episodes.FewShotResult`), or a ``(mean, ci95)`` pair."""
+        if isinstance(result, Score):
+            return result
+        if hasattr(result, "mean") and hasattr(result, "ci95"):
+            return cls(float(result.mean), float(result.ci95))
+        if isinstance(result, tuple) and len(result) == 2:
+            return cls(float(result[0]), float(result[1]))
+        raise TypeError(f"{result!r}: expected a Score, a FewShotResult or a (mean, ci95) pair")
+
+    def __str__(self) -> str:
+        digits = 1 if self.percent else 3
+        spread = self.std if self.std is not None else self.ci95
+        if spread is not None:
+            return pm(self.mean, spread, self.percent, digits)
+        return f"{100 * self.mean:.1f}%" if self.percent else f"{self.mean:.3f}"
+
+
+def order(a: object, b: object) -> int:
+    """:func:`ci_order` of two scores (each a :class:`Score`, a
+    :class:`~fewshot.episodes.FewShotResult` or a ``(mean, ci95)`` pair)."""
+    a, b = Score.of(a), Score.of(b)
+    return ci_order(a.mean, a.ci95 or 0.0, b.mean, b.ci95 or 0.0)
+
+
 def ci_order(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> int:
     """``1`` if A is clearly higher than B (their 95% intervals do not overlap), ``-1`` if clearly
     lower, ``0`` if the intervals overlap: then no winner may be named."""
@@ -47,14 +89,17 @@ def ci_order(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> int:
     return 0
 
 
-def versus(name_a: str, a: tuple[float, float], name_b: str, b: tuple[float, float]) -> str:
-    """A sentence comparing two ``(mean, ci95)`` results that names a winner only when the 95%
-    intervals do not overlap: ``"A (60.3 ± 1.1%) beats B (48.9 ± 0.9%)"``."""
-    order = ci_order(*a, *b)
-    text_a, text_b = f"{name_a} ({pm(*a)})", f"{name_b} ({pm(*b)})"
-    if order > 0:
+def versus(name_a: str, a: object, name_b: str, b: object) -> str:
+    """A sentence comparing two few-shot results (each a :class:`Score`, a
+    :class:`~fewshot.episodes.FewShotResult` or a ``(mean, ci95)`` pair) that names a winner only
+    when the 95% intervals do not overlap: ``"A (60.3 ± 1.1%) beats B (48.9 ± 0.9%)"``."""
+    sa, sb = Score.of(a), Score.of(b)
+    which = order(sa, sb)
+    text_a = f"{name_a} ({pm(sa.mean, sa.ci95 or 0.0)})"
+    text_b = f"{name_b} ({pm(sb.mean, sb.ci95 or 0.0)})"
+    if which > 0:
         return f"{text_a} beats {text_b}"
-    if order < 0:
+    if which < 0:
         return f"{text_a} is below {text_b}"
     return f"{text_a} and {text_b}: no clear difference (the 95% intervals overlap)"
 
@@ -136,26 +181,14 @@ class Evaluation:
     fewshot: dict[tuple[int, int], FewShotResult] = field(default_factory=dict)
 
     def shot(self, n_way: int, k_shot: int) -> FewShotResult:
+        """The measured ``n_way``-way ``k_shot``-shot result (``KeyError`` naming what was measured)."""
         if (n_way, k_shot) not in self.fewshot:
             raise KeyError(f"{n_way}-way {k_shot}-shot was not measured; measured: {sorted(self.fewshot)}")
         return self.fewshot[(n_way, k_shot)]
 
     def fewshot_text(self, n_way: int, k_shot: int) -> str:
         """``"60.3 ± 1.1%"`` for one few-shot setting."""
-        r = self.shot(n_way, k_shot)
-        return pm(r.mean, r.ci95)
-
-    def as_row(self) -> dict:
-        """Flat JSON-able keys: ``precision_at_1``, ``map_at_r``, ``fewshot_5way_1shot`` and its
-        ``…_ci95`` partner, for every measured setting."""
-        row: dict = {"metric": self.metric}
-        for name in ("precision_at_1", "r_precision", "map_at_r"):
-            if getattr(self, name) is not None:
-                row[name] = getattr(self, name)
-        for (n, k), r in sorted(self.fewshot.items()):
-            row[f"fewshot_{n}way_{k}shot"] = r.mean
-            row[f"fewshot_{n}way_{k}shot_ci95"] = r.ci95
-        return row
+        return str(Score.of(self.shot(n_way, k_shot)))
 
     def __str__(self) -> str:
         parts = []

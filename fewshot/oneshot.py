@@ -8,16 +8,18 @@ reports. Chapter 9's protocol (:mod:`fewshot.protocol`) uses the same halves and
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from .characters import characters_kind, load_run_characters
 from .config import resolve_seed
-from .evaluate import evaluate, pm
+from .evaluate import Score, evaluate
 from .models import embed
 from .recipes import metric_of, train_method
-from .tables import cell, markdown
+from .tables import Column, markdown
 
 CHARACTER_METHODS: dict[str, dict] = {  # label → train_method arguments, 32-D
     # every pair of P×K batches, on L2-normalised embeddings, averaged over the pairs that still
@@ -88,10 +90,43 @@ def character_pools(seed: int | None = None) -> dict[str, tuple[torch.Tensor, to
 
 ONESHOT_SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))  # (n_way, k_shot) on evaluation characters
 VALIDATION_SETTING = (20, 1)  # what the validation characters choose by: 20-way 1-shot accuracy
+# the keys of ``python -m fewshot oneshot --json``
 ONESHOT_COLUMNS = ("method", "data", "metric", *(k for n, s in ONESHOT_SETTINGS
                                                  for k in (f"fewshot_{n}way_{s}shot",
                                                            f"fewshot_{n}way_{s}shot_ci95")),
                    "validation", "test_by_metric", "train_seconds")
+
+
+@dataclass
+class CharacterResult:
+    """One model's one-shot recognition of unseen characters (a row of chapter 8's table).
+
+    Attributes:
+        method: the model's label; data: ``"omniglot"`` or ``"printed"``.
+        metric: the distance the validation characters chose.
+        fewshot: ``{(n_way, k_shot): Score}`` on the test characters (:meth:`shot`).
+        validation, test_by_metric: ``{metric: Score}`` at :data:`VALIDATION_SETTING` for both
+            distances, on the validation characters (they choose) and on the test characters.
+        train_seconds: the model's training time as recorded (0 for pixels).
+    """
+
+    method: str
+    data: str
+    metric: str
+    fewshot: dict[tuple[int, int], Score]
+    validation: dict[str, Score] = field(default_factory=dict)
+    test_by_metric: dict[str, Score] = field(default_factory=dict)
+    train_seconds: float | None = None
+
+    def shot(self, n_way: int, k_shot: int) -> Score:
+        """``n_way``-way ``k_shot``-shot accuracy on the test characters, mean ± 95% CI."""
+        if (n_way, k_shot) not in self.fewshot:
+            raise KeyError(f"{n_way}-way {k_shot}-shot was not measured; measured: {sorted(self.fewshot)}")
+        return self.fewshot[(n_way, k_shot)]
+
+    def named(self, label: str) -> CharacterResult:
+        """The same result under another label (the table's first column)."""
+        return dataclasses.replace(self, method=label)
 
 
 def _identity(embeddings: torch.Tensor) -> torch.Tensor:
@@ -99,30 +134,29 @@ def _identity(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def choose_metric(model, pool: tuple[torch.Tensor, torch.Tensor], default: str = "euclidean",
-                  seed: int | None = None) -> tuple[str, dict[str, tuple[float, float]]]:
+                  seed: int | None = None) -> tuple[str, dict[str, Score]]:
     """The distance a model is measured with, chosen on validation classes: 20-way 1-shot accuracy
     (:data:`VALIDATION_SETTING`) with Euclidean distance and with cosine distance (normalised
     embeddings); the higher mean wins, ``default`` on a tie.
 
     Returns:
-        ``(metric, {"euclidean": (mean, ci95), "cosine": (mean, ci95)})``.
+        ``(metric, {"euclidean": Score, "cosine": Score})``.
     """
     scores = {}
-    n, k = VALIDATION_SETTING
     embedded = (embed(model, pool[0]), pool[1])  # once, for both metrics
     for metric in ("euclidean", "cosine"):
-        row = evaluate(_identity, fewshot_pool=embedded, settings=(VALIDATION_SETTING,),
-                       metric=metric, seed=resolve_seed(seed)).as_row()
-        scores[metric] = (row[f"fewshot_{n}way_{k}shot"], row[f"fewshot_{n}way_{k}shot_ci95"])
-    best = max(scores.values(), key=lambda v: v[0])[0]
-    tied = [m for m, v in scores.items() if v[0] == best]
+        result = evaluate(_identity, fewshot_pool=embedded, settings=(VALIDATION_SETTING,),
+                          metric=metric, seed=resolve_seed(seed))
+        scores[metric] = Score.of(result.shot(*VALIDATION_SETTING))
+    best = max(v.mean for v in scores.values())
+    tied = [m for m, v in scores.items() if v.mean == best]
     return (default if default in tied else tied[0]), scores
 
 
 def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = None, *,
             epochs: int | None = None, pixels: bool = True, trained: dict | None = None,
-            progress: bool | None = None) -> list[dict]:
-    """One-shot recognition of unseen characters: one row per model of :data:`CHARACTER_METHODS`
+            progress: bool | None = None) -> list[CharacterResult]:
+    """One-shot recognition of unseen characters: one :class:`CharacterResult` per model of :data:`CHARACTER_METHODS`
     (or :data:`CHARACTER_ALTERNATIVES`).
 
     Each model is trained (or loaded from the cache) on the run's background characters by
@@ -134,10 +168,8 @@ def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = 
     history)}`` already returned by :func:`train_on_characters`, measured as they are.
 
     Returns:
-        Rows with the keys in :data:`ONESHOT_COLUMNS`: accuracies are fractions in [0, 1] with
-        their 95% CI half-width in ``…_ci95``; ``data`` is ``"omniglot"`` or ``"printed"``;
-        ``metric`` the chosen distance; ``validation`` and ``test_by_metric`` map each metric to
-        its ``(mean, ci95)`` at :data:`VALIDATION_SETTING` on the two halves.
+        One :class:`CharacterResult` per model: accuracies are fractions in [0, 1] with their 95%
+        CI half-width, on the test characters, with the distance the validation half chose.
     """
     for name in names:
         _character_spec(name)
@@ -151,7 +183,6 @@ def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = 
         model, history = (trained or {}).get(name) or train_on_characters(
             name, seed=seed, epochs=epochs, progress=progress)
         models.append((name, model, metric_of(_character_spec(name)["method"]), history.seconds))
-    n, k = VALIDATION_SETTING
     rows = []
     for name, model, default, seconds in models:
         # embed each half once; the episodes then run on the embeddings (identity "model")
@@ -160,14 +191,13 @@ def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = 
         metric, validation = choose_metric(_identity, val, default, seed)
         result = evaluate(_identity, fewshot_pool=test, settings=ONESHOT_SETTINGS, metric=metric,
                           seed=seed)
-        scores = {key: v for key, v in result.as_row().items() if key != "metric"}
+        scores = {key: Score.of(r) for key, r in result.fewshot.items()}
         other = "cosine" if metric == "euclidean" else "euclidean"
         alt = evaluate(_identity, fewshot_pool=test, settings=(VALIDATION_SETTING,),
-                       metric=other, seed=seed).as_row()
-        by_metric = {metric: (scores[f"fewshot_{n}way_{k}shot"], scores[f"fewshot_{n}way_{k}shot_ci95"]),
-                     other: (alt[f"fewshot_{n}way_{k}shot"], alt[f"fewshot_{n}way_{k}shot_ci95"])}
-        rows.append({"method": name, "data": data, "metric": metric, **scores,
-                     "validation": validation, "test_by_metric": by_metric, "train_seconds": seconds})
+                       metric=other, seed=seed)
+        by_metric = {metric: scores[VALIDATION_SETTING],
+                     other: Score.of(alt.shot(*VALIDATION_SETTING))}
+        rows.append(CharacterResult(name, data, metric, scores, validation, by_metric, seconds))
     return rows
 
 
@@ -176,31 +206,52 @@ SETTING_NOTE = "NwKs: N-way K-shot"
 
 
 def short_metric(metric: str) -> str:
-    return "cos." if metric == "cosine" else "Eucl."
+    return {"cosine": "cos.", "euclidean": "Eucl."}.get(metric, metric or "–")
 
 
-def oneshot_markdown(rows: list[dict]) -> str:
-    """:func:`oneshot`'s rows as a Markdown table (accuracy ± 95% CI over episodes, on the test
-    characters, with the distance the validation characters chose)."""
-    heads = ["method", "dist.", *SETTING_HEADS.values(), "train s"]
-    cells = [[r["method"], short_metric(r["metric"]),
-              *(cell(r, f"fewshot_{n}way_{k}shot").replace(" ", "\u00a0")
-                for n, k in ONESHOT_SETTINGS), f"{r['train_seconds']:.0f}"] for r in rows]
-    return markdown(heads, cells, f"{SETTING_NOTE}, mean ± 95% CI over episodes on the test "
-                    "characters; dist.: the distance the validation characters chose")
+# the columns a character table may show, by header: a missing setting shows "–"
+CHARACTER_COLUMNS = {column.head: column for column in (
+    Column("method", "method"),
+    Column("dist.", lambda r: short_metric(r.metric),
+           note="dist.: the distance the validation characters chose"),
+    *(Column(head, lambda r, key=key: r.fewshot.get(key), note=SETTING_NOTE)
+      for key, head in SETTING_HEADS.items()),
+    Column("train s", "train_seconds", "{:.0f}", note="train s: training seconds"),
+)}
+ONESHOT_TABLE = ("method", "dist.", *SETTING_HEADS.values(), "train s")
 
 
-def metric_markdown(rows: list[dict]) -> str:
+def oneshot_markdown(rows: Sequence[CharacterResult], columns: Sequence[str] = ONESHOT_TABLE,
+                     note: str = "mean ± 95% CI over episodes on the test characters") -> str:
+    """:func:`oneshot`'s rows as a Markdown table: the ``columns`` named (headers of
+    :data:`CHARACTER_COLUMNS`), accuracy ± 95% CI over episodes on the test characters, with the
+    distance the validation characters chose."""
+    bad = [c for c in columns if c not in CHARACTER_COLUMNS]
+    if bad or not columns:
+        raise ValueError(f"columns={list(columns)!r}: expected some of {list(CHARACTER_COLUMNS)}")
+    return markdown(rows, [CHARACTER_COLUMNS[c] for c in columns], note)
+
+
+def metric_markdown(rows: Sequence[CharacterResult]) -> str:
     """Euclidean against cosine distance for each row of :func:`oneshot`, at
     :data:`VALIDATION_SETTING` (20-way 1-shot): on the validation characters, which choose, and on
     the test characters, which only report."""
-    cells = [[r["method"], *(pm(*r[part][m]).replace(" ", "\u00a0")
-                             for part in ("validation", "test_by_metric")
-                             for m in ("euclidean", "cosine")), short_metric(r["metric"])]
-             for r in rows]
     n, k = VALIDATION_SETTING
-    return markdown(["method", "val. Eucl.", "val. cos.", "test Eucl.", "test cos.", "chosen"], cells,
-                    f"{n}-way {k}-shot accuracy ± 95% CI; val.: validation characters (they choose "
-                    "the distance), test: test characters")
+    columns = [Column("method", "method"),
+               *(Column(f"{head} {short_metric(m)}", lambda r, part=part, m=m: getattr(r, part)[m])
+                 for part, head in (("validation", "val."), ("test_by_metric", "test"))
+                 for m in ("euclidean", "cosine")),
+               Column("chosen", lambda r: short_metric(r.metric))]
+    return markdown(rows, columns, f"{n}-way {k}-shot accuracy ± 95% CI; val.: validation characters "
+                    "(they choose the distance), test: test characters")
 
 
+def methods_markdown() -> str:
+    """The character models of :data:`CHARACTER_METHODS` and how each trains, as a table."""
+    specs = list(CHARACTER_METHODS.items())
+    columns = [Column("model", lambda r: r[0]), Column("method", lambda r: r[1]["method"]),
+               Column("miner", lambda r: r[1].get("miner", "–")),
+               Column("sampler", lambda r: r[1].get("sampler", "random")),
+               Column("extra", lambda r: ", ".join(f"{k} {v}" for k, v in r[1].get("options", {}).items())
+                      or "–")]
+    return markdown(specs, columns)

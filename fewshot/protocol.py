@@ -8,7 +8,7 @@ no number uses a test-tuned threshold. Templates and searches go through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -23,7 +23,7 @@ from .models import embed
 from .oneshot import (CHARACTER_DIM, CHARACTER_METHODS, character_pools, choose_metric,
                       train_on_characters)
 from .recipes import metric_of, train_method
-from .tables import markdown, text_table
+from .tables import Column, markdown, text
 from .rates import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates, threshold_at_far,
                     verification_rates)
 from .verify import Gallery
@@ -33,6 +33,7 @@ VERIFY_METHODS: dict[str, tuple[str, ...]] = {
     "characters": ("pixels", "softmax", *CHARACTER_METHODS),
     "mnist": ("pixels", "softmax", "siamese", "triplet"),
 }
+# the keys of ``python -m fewshot verify --json``
 VERIFY_COLUMNS = ("method", "data", "metric", "auc", "eer", "tar_at_far", "far_at_threshold",
                   "dir_at_fpir_0.1", "fpir_at_threshold")
 OPEN_SET_FPIR = 0.1  # the open-set operating point: at most 10% of never-enrolled probes accepted
@@ -146,6 +147,35 @@ def verification_pairs(embeddings: torch.Tensor, labels: torch.Tensor, split: Ve
 
 
 @dataclass
+class VerificationRow:
+    """One method's test rates at the thresholds calibrated on the calibration split (a row of the
+    chapter's table).
+
+    Attributes:
+        auc, eer: of the test pairs.
+        tar_at_far, far_at_threshold: FAR target → the test TAR, and the FAR actually reached on
+            the test pairs, at the threshold calibrated for that target.
+        dir_at_fpir, fpir_at_threshold: test DIR and FPIR at the open-set threshold calibrated for
+            FPIR ≤ :data:`OPEN_SET_FPIR`.
+    """
+
+    method: str
+    data: str
+    metric: str
+    auc: float
+    eer: float
+    tar_at_far: dict[float, float]
+    far_at_threshold: dict[float, float]
+    dir_at_fpir: float = field(metadata={"key": f"dir_at_fpir_{OPEN_SET_FPIR:g}"})
+    fpir_at_threshold: float = 0.0
+
+    def tar(self, far: float) -> float | None:
+        """The test TAR at the threshold calibrated for ``far`` (``None``: too few impostor pairs
+        to calibrate it)."""
+        return self.tar_at_far.get(far)
+
+
+@dataclass
 class VerificationResult:
     """One method through the whole protocol: test rates and thresholds from the calibration split.
 
@@ -163,21 +193,15 @@ class VerificationResult:
     open_set_threshold: float
     embeddings: torch.Tensor
 
-    def row(self) -> dict:
-        """The table row: keys :data:`VERIFY_COLUMNS` (FAR targets as strings, e.g. ``"0.01"``).
-
-        ``tar_at_far[far]``/``far_at_threshold[far]``: test TAR and the FAR actually reached on the
-        test pairs at the threshold calibrated for ``far``; ``dir_at_fpir_0.1``/``fpir_at_threshold``:
-        test DIR and FPIR at the open-set threshold calibrated for FPIR ≤ 0.1.
-        """
+    def row(self) -> VerificationRow:
+        """The table row: the test rates at the thresholds calibrated on the calibration split."""
         tar, far = {}, {}
         for target, t in self.thresholds.items():
             f, frr = self.test.far_frr(t)
-            tar[f"{target:g}"], far[f"{target:g}"] = 1 - frr, f
+            tar[target], far[target] = 1 - frr, f
         dir_, fpir = self.open_set.at(self.open_set_threshold)
-        return {"method": self.method, "data": self.data, "metric": self.metric,
-                "auc": self.test.auc, "eer": self.test.eer, "tar_at_far": tar,
-                "far_at_threshold": far, "dir_at_fpir_0.1": dir_, "fpir_at_threshold": fpir}
+        return VerificationRow(self.method, self.data, self.metric, self.test.auc, self.test.eer, tar,
+                               far, dir_, fpir)
 
 
 def calibrate(rates: VerificationRates, open_set: OpenSetRates) -> tuple[dict[float, float], float]:
@@ -268,39 +292,37 @@ def verification_results(data: str = "characters", seed: int | None = None, *,
 
 def verification_table(data: str = "characters", seed: int | None = None, *,
                        methods: Sequence[str] | None = None, epochs: int | None = None,
-                       progress: bool | None = None) -> list[dict]:
-    """:func:`verification_results` as table rows, one per method (keys :data:`VERIFY_COLUMNS`):
+                       progress: bool | None = None) -> list[VerificationRow]:
+    """:func:`verification_results` as table rows, one :class:`VerificationRow` per method:
     ``auc``, ``eer`` and the rates at calibrated thresholds, all on the test split."""
     return [r.row() for r in verification_results(data, seed, methods=methods, epochs=epochs,
                                                   progress=progress)]
 
 
-def _verify_cells(row: dict) -> list[str]:
-    tars = [f"{100 * row['tar_at_far'][k]:.1f}%" if k in row["tar_at_far"] else "–"
-            for k in (f"{f:g}" for f in FAR_TARGETS)]
-    return [row["method"], "cos." if row["metric"] == "cosine" else "Eucl.", f"{row['auc']:.3f}",
-            f"{100 * row['eer']:.1f}%", *tars, f"{100 * row['dir_at_fpir_0.1']:.1f}%"]
+# short headers in one unit (percent), so the table fits a page's column; the legend explains them
+VERIFY_TABLE = (
+    Column("method", "method"),
+    Column("dist.", lambda r: "cos." if r.metric == "cosine" else "Eucl.",
+           note="dist.: the distance (Euclidean or cosine)"),
+    Column("AUC", "auc"),
+    Column("EER", "eer", "{:.1%}"),
+    *(Column(f"TAR@{100 * far:g}%", lambda r, far=far: r.tar(far), "{:.1%}",
+             note="TAR@x%: true accept rate at the threshold calibrated for FAR x%")
+      for far in FAR_TARGETS),
+    Column(f"DIR@{100 * OPEN_SET_FPIR:g}%", "dir_at_fpir", "{:.1%}",
+           note=f"DIR@{100 * OPEN_SET_FPIR:g}%: detection and identification rate at the threshold "
+                f"calibrated for FPIR {100 * OPEN_SET_FPIR:g}%"),
+)
 
 
-# short headers in one unit (percent), so the table fits a page's column
-VERIFY_HEADERS = ("method", "dist.", "AUC", "EER", *(f"TAR@{100 * f:g}%" for f in FAR_TARGETS),
-                  f"DIR@{100 * OPEN_SET_FPIR:g}%")
-VERIFY_NOTE = (f"TAR@x%: true accept rate at the threshold calibrated for FAR x%; DIR@"
-               f"{100 * OPEN_SET_FPIR:g}%: detection and identification rate at the threshold "
-               f"calibrated for FPIR {100 * OPEN_SET_FPIR:g}%; dist.: the distance (Euclidean or "
-               "cosine)")
-
-
-def verification_markdown(rows: list[dict]) -> str:
+def verification_markdown(rows: Sequence[VerificationRow]) -> str:
     """:func:`verification_table`'s rows as a Markdown table."""
-    return markdown(VERIFY_HEADERS, [_verify_cells(r) for r in rows],
-                    "test identities only; thresholds calibrated on the disjoint calibration "
-                    f"split. {VERIFY_NOTE}", left=2)
+    return markdown(rows, VERIFY_TABLE, "test identities only; thresholds calibrated on the disjoint "
+                    "calibration split")
 
 
-def format_verification_table(rows: list[dict]) -> str:
+def format_verification_table(rows: Sequence[VerificationRow]) -> str:
     """A plain-text version of :func:`verification_markdown` (for the command line)."""
-    data = rows[0]["data"] if rows else "?"
-    return text_table(VERIFY_HEADERS, [_verify_cells(r) for r in rows],
-                      f"{data}: test identities; TAR and DIR at thresholds calibrated on the "
-                      "calibration split")
+    data = rows[0].data if rows else "?"
+    return text(rows, VERIFY_TABLE, f"{data}: test identities; TAR and DIR at thresholds calibrated "
+                "on the calibration split")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -110,6 +111,49 @@ def test_chapter_template(path: Path) -> None:
     assert re.search(r"^## Summary", text, re.M), f"{path.name} has no Summary section"
     long = [line for src in code for line in src.splitlines() if len(line) > CODE_LINE]
     assert not long, f"{path.name}: code lines over {CODE_LINE} characters: {long[:3]}"
+
+
+# a string that can only be part of a Markdown table: a header rule ("| --- |", "---: |"), a line
+# that starts or ends with a cell border ("| a | b |", f"| {x} |"), or the border alone
+# (" | ".join(cells)); fewshot.tables builds every table
+TABLE_TEXT = re.compile(r"\|\s*:?-{3,}|-{3,}:?\s*\||^[ \t]*\|[ \t]|[ \t]\|[ \t]*$|\A\s*\|\s*\Z", re.M)
+
+
+def hand_built_tables(code: str) -> list[str]:
+    """The string literals of ``code`` (f-strings' literal parts too) that build a Markdown table."""
+    tree = ast.parse(code)
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and TABLE_TEXT.search(node.value)]
+
+
+def test_hand_built_tables_are_found() -> None:
+    """The check below catches the ways chapters used to build tables (and not other strings)."""
+    built = [
+        'lines = ["| task | accuracy |", "| --- | ---: |"]',
+        'lines.append(f"| {k} | {v:.1f}% |")',
+        'row = "| " + " | ".join(cells) + " |"',
+        'display(Markdown("| a | b |\\n|---|---|\\n| 1 | 2 |"))',
+        'spec_rows.append("| " + " | ".join(cells) + " |")',
+    ]
+    for code in built:
+        assert hand_built_tables(code), code
+    fine = ['print("a|b", re.split(r"x|y", s))', 'tables.markdown(rows, COLUMNS)',
+            'title = "p(class | query) = "',
+            'print(f"{name:<23} {n:>7,}")', 'x = a | b']
+    for code in fine:
+        assert not hand_built_tables(code), code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_markdown_table_built_in_a_notebook(path: Path) -> None:
+    """Tables come from fewshot.tables (typed rows and the columns to show), never from strings
+    joined in a notebook cell."""
+    found = [(i, text) for i, code in enumerate(code_cells(path))
+             for text in hand_built_tables("\n".join(
+                 line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))))]
+    assert not found, (f"{path.name}: code cells build a Markdown table by hand (use "
+                       f"fewshot.tables): {found[:3]}")
 
 
 def test_a_code_line_fits_the_column_in_the_code_font() -> None:

@@ -15,9 +15,22 @@ import torch
 
 import fewshot.__main__ as cli
 import fewshot.compare as cmp
-from fewshot.compare import COLUMNS, compare, evaluate_method, format_table, markdown_table
+from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, MethodResult, compare, evaluate_method,
+                             format_table, markdown_table)
+from fewshot.evaluate import Score
 from fewshot.oneshot import choose_metric
 from fewshot.data import stratified_subset
+from fewshot.tables import flat
+
+
+def typed(row: dict) -> MethodResult:
+    """A row of ``--json`` back as the :class:`MethodResult` it was printed from."""
+    about = {k: row[k] for k in ("method", "miner", "sampling", "metric", "embed_dim", "seeds",
+                                 "train_seconds")}
+    return MethodResult(**about, precision_at_1=Score(row["precision_at_1"], percent=False),
+                        map_at_r=Score(row["map_at_r"], percent=False),
+                        fewshot={(5, k): Score(row[f"fewshot_5way_{k}shot"],
+                                               row[f"fewshot_5way_{k}shot_ci95"]) for k in (1, 5)})
 
 REQUIRED = {"method", "embed_dim", "precision_at_1", "map_at_r", "fewshot_5way_1shot",
             "fewshot_5way_1shot_ci95", "train_seconds"}
@@ -59,7 +72,8 @@ def test_json_output(json_run: tuple) -> None:
 def test_readable_table(json_run: tuple, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                         mnist: dict) -> None:
     """Without --json the same rows print as a table (the rows of the JSON run are reused)."""
-    rows = json.loads(json_run[0].stdout)
+    rows = [typed(r) for r in json.loads(json_run[0].stdout)]
+    assert [flat(r) for r in rows] == json.loads(json_run[0].stdout)  # the JSON is the rows
     calls = []
 
     def fake_compare(methods, dims, **kwargs):
@@ -79,10 +93,10 @@ def test_readable_table(json_run: tuple, monkeypatch: pytest.MonkeyPatch, capsys
     assert lines[-1].startswith("(") and "95% CI over episodes, one training seed" in lines[-1]
     for line, row in zip(lines[2:4], rows):
         method, miner, dim = line.split()[:3]  # the miner column reads "–" for softmax
-        assert [method, dim] == [row["method"], "2"]
-        assert miner == ("–" if row["method"] == "softmax" else "all") == row["miner"]
-        assert f"{row['precision_at_1']:.3f}" in line and f"{row['map_at_r']:.3f}" in line
-        assert f"{100 * row['fewshot_5way_1shot']:.1f} ±" in line
+        assert [method, dim] == [row.method, "2"]
+        assert miner == ("–" if row.method == "softmax" else "all") == row.miner
+        assert f"{row.precision_at_1.mean:.3f}" in line and f"{row.map_at_r.mean:.3f}" in line
+        assert f"{100 * row.shot(5, 1).mean:.1f} ±" in line
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> None:
@@ -110,16 +124,39 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
 
     monkeypatch.setattr(cmp, "load_run_data", small)
     row = evaluate_method("softmax", 2, seeds=2, epochs=1, progress=False)
-    assert set(COLUMNS) <= set(row)
-    assert (row["method"], row["miner"], row["sampling"], row["metric"], row["seeds"]) == (
+    assert set(COLUMNS) <= set(flat(row))
+    assert {f"{k}_std" for k in ("precision_at_1", "map_at_r", "fewshot_5way_1shot")} <= set(flat(row))
+    assert (row.method, row.miner, row.sampling, row.metric, row.seeds) == (
         "softmax", "–", "random", "euclidean", 2)
-    for key in ("precision_at_1", "map_at_r", "fewshot_5way_1shot", "fewshot_5way_5shot"):
-        assert 0 <= row[key] <= 1 and row[f"{key}_std"] >= 0
-    assert {"model", "history", "seen_model"} <= set(row)
-    rows = [{k: row[k] for k in row if k not in {"model", "history", "seen_model"}}]
+    for score in (row.precision_at_1, row.map_at_r, row.shot(5, 1), row.shot(5, 5)):
+        assert 0 <= score.mean <= 1 and score.std >= 0
+    assert row.shot(5, 1).ci95 > 0 and row.precision_at_1.ci95 is None
+    assert row.model is not None and row.history is not None and row.seen_model is not None
+    rows = [row]
     assert "mean ± standard deviation over 2 training seeds" in format_table(rows).splitlines()[-1]
     assert markdown_table(rows).splitlines()[-1].endswith("mean ± standard deviation over 2 training seeds*")
-    assert f"{row['precision_at_1']:.3f} ± {row['precision_at_1_std']:.3f}" in format_table(rows)
+    assert f"{row.precision_at_1.mean:.3f} ± {row.precision_at_1.std:.3f}" in format_table(rows)
+    assert row.named("mine").method == "mine" and row.method == "softmax"
+
+
+def test_markdown_table_shows_the_columns_asked_for() -> None:
+    row = MethodResult("triplet", "all", "pk", "euclidean", 32, 1, Score(0.9123, percent=False),
+                       Score(0.5, percent=False), {(5, 1): Score(0.603, 0.011), (5, 5): Score(0.7, 0.01)},
+                       12.4, margin="soft")
+    table = markdown_table([row], ("method", "batches", "margin", "1-shot", "train s"), note="32-D")
+    lines = table.splitlines()
+    assert lines[0] == "| method | batches | margin | 1-shot | train s |"
+    assert lines[1] == "| --- | --- | --- | ---: | ---: |"
+    assert lines[2] == "| triplet | pk | soft | 60.3\u00a0±\u00a01.1% | 12 |"
+    assert lines[-1].startswith("*32-D; 1-shot, 5-shot: 5-way on the unseen digits")
+    assert lines[-1].endswith("one training seed*")
+    assert "test P@1" not in lines[-1]  # only the shown columns are explained
+    default = markdown_table([row]).splitlines()
+    assert default[0].split(" | ")[1:4] == ["miner", "dim", "test P@1"]
+    assert "| 0.912 |" in default[2] and "| 1 |" not in default[2]
+    with pytest.raises(ValueError, match="'P@1'"):
+        markdown_table([row], ("method", "P@1"))
+    assert set(DIGIT_COLUMNS) >= {"method", "dim", "test P@1", "MAP@R", "1-shot", "5-shot"}
 
 
 def test_choose_metric_picks_the_distance_that_separates_the_validation_classes() -> None:
@@ -133,7 +170,7 @@ def test_choose_metric_picks_the_distance_that_separates_the_validation_classes(
     metric, scores = choose_metric(lambda x: x, (points, labels), seed=0)
     assert metric == "cosine"
     assert sorted(scores) == ["cosine", "euclidean"]
-    assert scores["cosine"][0] > scores["euclidean"][0] + 0.2
+    assert scores["cosine"].mean > scores["euclidean"].mean + 0.2
     # the same classes as points at one radius: a tie goes to the method's default distance
     ring = torch.stack([angles[labels].cos(), angles[labels].sin()], 1)
     assert choose_metric(lambda x: x, (ring, labels), default="euclidean", seed=0)[0] == "euclidean"

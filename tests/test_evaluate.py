@@ -10,6 +10,7 @@ import torch
 
 from fewshot.episodes import evaluate_episodes
 from fewshot.evaluate import Evaluation, evaluate, pm, retrieval_metrics
+from fewshot.tables import flat
 
 
 def points(xs: list[float]) -> torch.Tensor:
@@ -181,7 +182,7 @@ def test_evaluate_retrieval_and_fewshot() -> None:
     assert set(result.fewshot) == {(5, 1), (3, 2)}
     assert result.shot(5, 1).mean == 1.0 and len(result.shot(5, 1).accuracies) == 20
     assert result.fewshot_text(5, 1) == "100.0 ± 0.0%"
-    row = result.as_row()
+    row = flat(result)  # the command line's JSON of an evaluation
     assert row == {"metric": "euclidean", "precision_at_1": 1.0, "r_precision": 1.0, "map_at_r": 1.0,
                    "fewshot_3way_2shot": 1.0, "fewshot_3way_2shot_ci95": 0.0,
                    "fewshot_5way_1shot": 1.0, "fewshot_5way_1shot_ci95": 0.0}
@@ -199,7 +200,7 @@ def test_evaluate_matches_the_parts() -> None:
     fixed = lambda x: emb[: len(x)] if len(x) == 50 else emb[50:]  # noqa: E731
     result = evaluate(fixed, query=q, reference=r, metric="cosine")
     expected = retrieval_metrics(emb[:50], LABELS[:50], emb[50:], LABELS[50:], metric="cosine")
-    assert result.as_row() == {"metric": "cosine", **expected}
+    assert flat(result) == {"metric": "cosine", **expected}
     leave_one_out = evaluate(table, query=(IMAGES, LABELS))  # reference=None: queries among themselves
     assert leave_one_out.precision_at_1 == pytest.approx(
         retrieval_metrics(emb, LABELS, emb, LABELS, same_set=True)["precision_at_1"])

@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from fewshot.__main__ import main
+from fewshot.evaluate import Score
 from fewshot.oneshot import (CHARACTER_ALTERNATIVES, CHARACTER_METHODS, ONESHOT_COLUMNS,
-                             evaluation_halves, metric_markdown, oneshot_markdown)
+                             ONESHOT_SETTINGS, CharacterResult, evaluation_halves, metric_markdown,
+                             oneshot_markdown)
+from fewshot.tables import flat
 from fewshot.protocol import verification_splits
 from fewshot.episodes import EpisodeBatches
 from fewshot.losses import prototypical_loss
@@ -147,23 +150,30 @@ def test_oneshot_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
         assert row["metric"] in ("euclidean", "cosine")
         for key in ONESHOT_COLUMNS[3:-3]:
             assert isinstance(row[key], float) and 0.0 <= row[key] <= 1.0, (key, row[key])
-        for part in ("validation", "test_by_metric"):  # both distances, (mean, ci95) each
+        for part in ("validation", "test_by_metric"):  # both distances, {mean, ci95} each
             assert sorted(row[part]) == ["cosine", "euclidean"]
-            assert all(0.0 <= m <= 1.0 and c >= 0.0 for m, c in row[part].values())
+            assert all(0.0 <= v["mean"] <= 1.0 and v["ci95"] >= 0.0 for v in row[part].values())
         # the chosen distance is the better one on the validation characters
-        chosen = row["validation"][row["metric"]][0]
-        assert chosen == max(m for m, _ in row["validation"].values())
+        chosen = row["validation"][row["metric"]]["mean"]
+        assert chosen == max(v["mean"] for v in row["validation"].values())
         # the test row of the chosen distance is the table's 20-way 1-shot
-        assert row["test_by_metric"][row["metric"]][0] == row["fewshot_20way_1shot"]
+        assert row["test_by_metric"][row["metric"]]["mean"] == row["fewshot_20way_1shot"]
         assert row["train_seconds"] >= 0.0
         # more ways are harder, more shots easier (for pixels, exactly; trained: nearly always)
         assert row["fewshot_20way_1shot"] < row["fewshot_5way_1shot"]
     assert rows[0]["train_seconds"] == 0.0
     assert rows[1]["train_seconds"] > 0.0
-    table = oneshot_markdown(rows)
+    typed = [CharacterResult(  # the rows back from their JSON
+        r["method"], r["data"], r["metric"],
+        {(n, k): Score(r[f"fewshot_{n}way_{k}shot"], r[f"fewshot_{n}way_{k}shot_ci95"])
+         for n, k in ONESHOT_SETTINGS},
+        *({m: Score(**v) for m, v in r[part].items()} for part in ("validation", "test_by_metric")),
+        r["train_seconds"]) for r in rows]
+    assert [flat(r) for r in typed] == rows
+    table = oneshot_markdown(typed)
     assert table.splitlines()[0].startswith("| method | dist. | 5w1s | 5w5s | 20w1s | 20w5s |")
     assert "| protonet |" in table
-    metrics = metric_markdown(rows)
+    metrics = metric_markdown(typed)
     assert metrics.splitlines()[0].startswith("| method | val. Eucl. | val. cos.")
 
 

@@ -22,6 +22,7 @@ from fewshot.data import stratified_subset
 from fewshot.evaluate import evaluate
 from fewshot.models import embed
 from fewshot.recipes import METHODS, build, precision_validator, train_method
+from fewshot.tables import flat
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,7 +137,7 @@ def test_the_run_seed_reaches_the_models_and_the_numbers(tiny: tuple, mnist: dic
         fewshot.setup(seed, verbose=False)
         model, _ = train_method("siamese", images, labels, epochs=1, cache_models=False, progress=False)
         result = evaluate(model, query=pool, fewshot_pool=pool, settings=((5, 1),), episodes=20)
-        return _weights(model), result.as_row()
+        return _weights(model), flat(result)
 
     w0, e0 = one_run(0)
     w5, e5 = one_run(5)

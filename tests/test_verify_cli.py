@@ -13,8 +13,10 @@ import torch
 
 from fewshot import protocol
 from fewshot.__main__ import main
-from fewshot.protocol import (MAX_SHOTS, VERIFY_COLUMNS, verification_markdown, verification_pairs,
-                             verification_results, verification_splits, verification_table)
+from fewshot.protocol import (MAX_SHOTS, VERIFY_COLUMNS, VerificationRow, verification_markdown,
+                              verification_pairs, verification_results, verification_splits,
+                              verification_table)
+from fewshot.tables import flat
 
 ROOT = Path(__file__).resolve().parents[1]
 FARS = ("0.1", "0.01", "0.001")
@@ -107,12 +109,14 @@ def test_thresholds_are_calibrated_without_the_test_identities(fake_data: dict) 
 def test_row_rates_are_read_at_the_calibrated_thresholds(fake_data: dict) -> None:
     result = verification_results("characters", 0, methods=["pixels"])[0]
     row = result.row()
-    assert set(row) == set(VERIFY_COLUMNS)
+    assert set(flat(row)) == set(VERIFY_COLUMNS)  # the command line's JSON keys
     for far, t in result.thresholds.items():
         test_far, frr = result.test.far_frr(t)
-        assert row["tar_at_far"][f"{far:g}"] == pytest.approx(1 - frr)
-        assert row["far_at_threshold"][f"{far:g}"] == pytest.approx(test_far)
-    assert row["dir_at_fpir_0.1"] == pytest.approx(result.open_set.at(result.open_set_threshold)[0])
+        assert row.tar(far) == row.tar_at_far[far] == pytest.approx(1 - frr)
+        assert row.far_at_threshold[far] == pytest.approx(test_far)
+        assert flat(row)["tar_at_far"][f"{far:g}"] == row.tar(far)
+    assert row.dir_at_fpir == pytest.approx(result.open_set.at(result.open_set_threshold)[0])
+    assert flat(row)["dir_at_fpir_0.1"] == row.dir_at_fpir
     # the calibration split's own FAR at its threshold is within the target, by construction
     for far, t in result.thresholds.items():
         assert result.calibration.far_frr(t)[0] <= far
@@ -184,7 +188,11 @@ def test_verify_json_schema_on_a_tiny_run(tmp_path: Path) -> None:
     check_rows(rows, "characters", ["pixels", "contrastive"])
     # the validation (calibration) characters choose each method's distance
     assert all(row["metric"] in ("euclidean", "cosine") for row in rows)
-    table = verification_markdown(rows)
+    typed = [VerificationRow(**{k: v for k, v in r.items() if k != "dir_at_fpir_0.1"},
+                             dir_at_fpir=r["dir_at_fpir_0.1"]) for r in rows]
+    for row in typed:
+        row.tar_at_far = {float(k): v for k, v in row.tar_at_far.items()}
+    table = verification_markdown(typed)
     assert table.splitlines()[0].startswith("| method | dist. | AUC | EER | TAR@10% | TAR@1% |")
     assert "| contrastive |" in table
 

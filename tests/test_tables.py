@@ -1,0 +1,100 @@
+"""fewshot.tables: typed rows and the columns to show in, one Markdown or text table out, and the
+command line's JSON; fewshot.evaluate.Score, the one way a number with its spread is printed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from fewshot.episodes import FewShotResult
+from fewshot.evaluate import Score, order, versus
+from fewshot.tables import Column, flat, markdown, text, text_of, to_json
+
+
+@dataclass
+class Row:
+    name: str
+    accuracy: Score
+    fewshot: dict = field(default_factory=dict)
+    rates: dict = field(default_factory=dict)
+    seconds: float | None = None
+    model: object = field(default=None, metadata={"json": False})
+    renamed: float = field(default=0.5, metadata={"key": "renamed_0.1"})
+
+
+ROWS = [Row("pixels", Score(0.603, 0.011), {(5, 1): Score(0.6, 0.01)}, {0.01: 0.25}, 0.0),
+        Row("triplet, P×K", Score(0.7123, 0.0091, 0.02), {(20, 5): Score(0.9, 0.02)}, {}, 12.6,
+            model=torch.nn.Linear(2, 2))]
+COLUMNS = [Column("method", "name"), Column("acc.", "accuracy", note="acc.: accuracy"),
+           Column("s", "seconds", "{:.0f}", note="s: seconds"),
+           Column("TAR", lambda r: r.rates.get(0.01), "{:.1%}")]
+
+
+def test_score_prints_the_spread_the_book_shows() -> None:
+    assert str(Score(0.603, 0.011)) == "60.3 ± 1.1%"
+    assert str(Score(0.603, 0.011, 0.02)) == "60.3 ± 2.0%"  # the seeds' std wins over the CI
+    assert str(Score(0.91234, percent=False)) == "0.912"
+    assert str(Score(0.91234, std=0.0041, percent=False)) == "0.912 ± 0.004"
+    assert str(Score(0.5)) == "50.0%"
+    result = FewShotResult(0.5, 0.02, torch.zeros(3), 5, 1)
+    assert Score.of(result) == Score(0.5, 0.02) and Score.of((0.5, 0.02)) == Score(0.5, 0.02)
+    with pytest.raises(TypeError, match="expected a Score"):
+        Score.of("50%")
+
+
+def test_order_and_versus_take_scores_results_and_pairs() -> None:
+    high, low = Score(0.6, 0.01), FewShotResult(0.5, 0.02, torch.zeros(3), 5, 1)
+    assert order(high, low) == 1 and order(low, high) == -1 and order(high, (0.595, 0.02)) == 0
+    assert versus("A", high, "B", low) == "A (60.0 ± 1.0%) beats B (50.0 ± 2.0%)"
+    assert "no clear difference" in versus("A", high, "B", (0.595, 0.02))
+
+
+def test_markdown_aligns_text_left_numbers_right_and_explains_the_heads() -> None:
+    table = markdown(ROWS, COLUMNS, note="two rows", end="one seed")
+    lines = table.splitlines()
+    assert lines[0] == "| method | acc. | s | TAR |"
+    assert lines[1] == "| --- | ---: | ---: | ---: |"
+    assert lines[2] == "| pixels | 60.3\u00a0±\u00a01.1% | 0 | 25.0% |"
+    assert lines[3] == "| triplet, P×K | 71.2\u00a0±\u00a02.0% | 13 | – |"  # no TAR: "–"
+    assert lines[-1] == "*two rows; acc.: accuracy; s: seconds; one seed*"
+
+
+def test_text_table_for_the_command_line() -> None:
+    lines = text(ROWS, COLUMNS).splitlines()
+    assert lines[0].split() == ["method", "acc.", "s", "TAR"]
+    assert set(lines[1]) == {"-"} and len(lines[1]) == len(lines[0])
+    assert lines[2].startswith("pixels        ") and lines[2].endswith("25.0%")
+    assert "60.3 ± 1.1%" in lines[2]  # plain spaces outside Markdown
+    assert lines[-1] == "(acc.: accuracy; s: seconds)"
+
+
+def test_bad_columns_and_rows_are_named() -> None:
+    with pytest.raises(ValueError, match="'speed'"):
+        markdown(ROWS, [Column("speed", "speed")])
+    with pytest.raises(TypeError, match="tables.Column"):
+        markdown(ROWS, ["method"])
+    with pytest.raises(TypeError, match="list of rows"):
+        text("pixels", COLUMNS)
+    assert text_of(None) == "–" and text_of(3) == "3" and text_of(0.5, "{:.0%}") == "50%"
+
+
+def test_rows_may_be_tuples_read_by_index() -> None:
+    table = markdown([("pairs", 1_234_567)], [Column("what", 0), Column("how many", 1, "{:,}")])
+    assert table.splitlines() == ["| what | how many |", "| --- | ---: |", "| pairs | 1,234,567 |"]
+
+
+def test_flat_json_keeps_the_command_lines_keys() -> None:
+    first = flat(ROWS[0])
+    assert first == {"name": "pixels", "accuracy": 0.603, "accuracy_ci95": 0.011,
+                     "fewshot_5way_1shot": 0.6, "fewshot_5way_1shot_ci95": 0.01,
+                     "rates": {"0.01": 0.25}, "seconds": 0.0, "renamed_0.1": 0.5}
+    second = json.loads(to_json(ROWS))[1]
+    assert second["accuracy_std"] == 0.02 and "model" not in second  # no models in the JSON
+    assert second["fewshot_20way_5shot"] == 0.9
+    nested = flat(Row("a", Score(0.1), rates={"cosine": Score(0.4, 0.01)}))
+    assert nested["rates"] == {"cosine": {"mean": 0.4, "ci95": 0.01}}
+    with pytest.raises(TypeError, match="result dataclass"):
+        flat({"name": "pixels"})
