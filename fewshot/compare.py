@@ -156,12 +156,12 @@ def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFA
     return rows
 
 
-def caption(rows: Sequence[MethodResult]) -> str:
-    """What the ± means in a table of these rows."""
+def caption(rows: Sequence[MethodResult], fewshot: bool = True) -> str:
+    """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns)."""
     seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
         return f"mean ± standard deviation over {seeds} training seeds"
-    return "few-shot: mean ± 95% CI over episodes, one training seed"
+    return "few-shot: mean ± 95% CI over episodes, one training seed" if fewshot else "one training seed"
 
 
 # the columns a digit table may show, by name; short headers (the table fits the page), their
@@ -207,4 +207,4 @@ def markdown_table(rows: Sequence[MethodResult], columns: Sequence[str] = DEFAUL
     if bad or not columns:
         raise ValueError(f"columns={list(columns)!r}: expected some of {list(DIGIT_COLUMNS)}")
     shown = [DIGIT_COLUMNS[c] for c in columns]
-    return markdown(rows, shown, note, end=caption(rows))
+    return markdown(rows, shown, note, end=caption(rows, fewshot=bool({"1-shot", "5-shot"} & set(columns))))

@@ -92,11 +92,14 @@ def ci_order(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> int:
 def versus(name_a: str, a: object, name_b: str, b: object) -> str:
     """A sentence comparing two few-shot results (each a :class:`Score`, a
     :class:`~fewshot.episodes.FewShotResult` or a ``(mean, ci95)`` pair) that names a winner only
-    when the 95% intervals do not overlap: ``"A (60.3 ± 1.1%) beats B (48.9 ± 0.9%)"``."""
+    when the 95% intervals do not overlap: ``"A (60.3 ± 1.1%) beats B (48.9 ± 0.9%)"`` (the spaces
+    around ± do not break)."""
     sa, sb = Score.of(a), Score.of(b)
     which = order(sa, sb)
-    text_a = f"{name_a} ({pm(sa.mean, sa.ci95 or 0.0)})"
-    text_b = f"{name_b} ({pm(sb.mean, sb.ci95 or 0.0)})"
+    # a number and its interval are one unit: non-breaking spaces keep "60.3 ± 1.1%" on one line
+    # when a chapter wraps the sentence (textwrap breaks only at ASCII whitespace)
+    text_a = f"{name_a} ({pm(sa.mean, sa.ci95 or 0.0).replace(' ', chr(0xA0))})"
+    text_b = f"{name_b} ({pm(sb.mean, sb.ci95 or 0.0).replace(' ', chr(0xA0))})"
     if which > 0:
         return f"{text_a} beats {text_b}"
     if which < 0:

@@ -48,7 +48,8 @@ def test_score_prints_the_spread_the_book_shows() -> None:
 def test_order_and_versus_take_scores_results_and_pairs() -> None:
     high, low = Score(0.6, 0.01), FewShotResult(0.5, 0.02, torch.zeros(3), 5, 1)
     assert order(high, low) == 1 and order(low, high) == -1 and order(high, (0.595, 0.02)) == 0
-    assert versus("A", high, "B", low) == "A (60.0 ± 1.0%) beats B (50.0 ± 2.0%)"
+    nbsp = "\u00a0"  # a number and its interval stay on one line when a chapter wraps the sentence
+    assert versus("A", high, "B", low) == f"A (60.0{nbsp}±{nbsp}1.0%) beats B (50.0{nbsp}±{nbsp}2.0%)"
     assert "no clear difference" in versus("A", high, "B", (0.595, 0.02))
 
 
