@@ -81,9 +81,11 @@ def _check(rows: Sequence[object], columns: Sequence[Column]) -> None:
 
 def _grid(rows: Sequence[object], columns: Sequence[Column], markdown: bool
           ) -> tuple[list[list[str]], list[bool]]:
-    """The cells as text, and for each column whether it is text (left-aligned)."""
+    """The cells as text, and for each column whether it is text (left-aligned): some text and no
+    number (a missing value, ``None``, shows "–" and does not decide)."""
     values = [[c.get(r) for c in columns] for r in rows]
-    left = [all(isinstance(v[i], str) or v[i] is None for v in values) for i in range(len(columns))]
+    left = [any(isinstance(v[i], str) for v in values)
+            and all(isinstance(v[i], str) or v[i] is None for v in values) for i in range(len(columns))]
     cells = [[text_of(v, c.fmt, markdown) for v, c in zip(line, columns)] for line in values]
     return cells, left
 

@@ -63,6 +63,11 @@ def test_markdown_aligns_text_left_numbers_right_and_explains_the_heads() -> Non
     assert lines[-1] == "*two rows; acc.: accuracy; s: seconds; one seed*"
 
 
+def test_a_column_of_missing_numbers_stays_right_aligned() -> None:
+    table = markdown(ROWS, [Column("method", "name"), Column("none", lambda r: None)])
+    assert table.splitlines()[1] == "| --- | ---: |" and table.splitlines()[2] == "| pixels | – |"
+
+
 def test_text_table_for_the_command_line() -> None:
     lines = text(ROWS, COLUMNS).splitlines()
     assert lines[0].split() == ["method", "acc.", "s", "TAR"]
