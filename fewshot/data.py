@@ -241,6 +241,13 @@ def mnist_source() -> str:
     return _load(quiet=True).source
 
 
+def split_size(split: str) -> int:
+    """How many images MNIST's ``split`` has from the source in use (60,000 / 10,000, or the
+    offline fallback's 4,000 / 1,000)."""
+    check_split(split)
+    return len(_load(quiet=True).splits[split][1])
+
+
 def load_mnist(split: str = "train", *, size: int | None = None,
                quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Load an MNIST split as normalised images and int64 labels.
@@ -276,5 +283,5 @@ def load_run_data(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     profile = get_profile()
     size = profile.train_size if split == "train" else profile.test_size
     if size is not None:  # the offline fallback has fewer digits than the larger profiles ask for
-        size = min(size, len(_load(quiet=False).splits[split][1]))
+        size = min(size, split_size(split))
     return load_mnist(split, size=size)
