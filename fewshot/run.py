@@ -2,22 +2,31 @@
 
 It decides, once, everything a run depends on and prints it in one line:
 
-* the seed: every random generator is seeded, and recipes and evaluations use this seed unless told
-  otherwise (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
+* the seed: every random generator is seeded, and the run hands its seed to whatever needs one
+  (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
 * deterministic torch kernels (global process state, set here and nowhere else);
 * the device and the run size (:mod:`fewshot.config`), and how to ask for another size;
-* the data: MNIST, or its offline fallback (:mod:`fewshot.data`).
+* the data: MNIST, or its offline fallback (:mod:`fewshot.data`), and the characters, at the run's
+  size (:meth:`Run.mnist`, :meth:`Run.characters`);
+* what to train: :meth:`Run.spec` fills a :class:`~fewshot.spec.TrainSpec` from the profile and seed.
+
+With ``python -m fewshot`` and the table builders that take the Run (``compare.compare(run)``,
+``oneshot.oneshot(run)``, ``protocol.verification_results(run)``, ...), this is the **entry layer**:
+only here are the profile, the seed and the run's data decided; everything below receives them as
+arguments (``tests/test_architecture.py`` checks it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from . import data
-from .config import (DEFAULT_SEED, PROFILES, Profile, get_device, get_profile, seed_everything,
-                     set_current_seed, use_deterministic_kernels)
+from . import characters, data
+from .config import (DEFAULT_SEED, PROFILES, Profile, check_seed, get_device, get_profile,
+                     seed_everything, use_deterministic_kernels)
+from .spec import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,34 @@ class Run:
     data_source: str
 
     def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """This run's MNIST split at its profile's size: ``(images (N, 1, 28, 28), labels (N,))``."""
+        """This run's MNIST split at its profile's size (``Profile.train_size``/``test_size``, or
+        the whole split when it is smaller: the offline fallback's 4,000 / 1,000 digits):
+        ``(images (N, 1, 28, 28), labels (N,))``."""
         data.check_split(split)
         p = self.profile
-        return data.load_mnist(split, size=p.train_size if split == "train" else p.test_size)
+        return data.load_at_most(split, p.train_size if split == "train" else p.test_size)
+
+    def characters(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """This run's characters: ``Profile.characters`` background characters (all of them on a
+        GPU), and every evaluation character (they are only embedded, never trained on)."""
+        classes = self.profile.characters if split == characters.BACKGROUND_SPLIT else None
+        return characters.load_characters(split, classes=classes)
+
+    def spec(self, method: str, dim: int = 2, **settings: Any) -> TrainSpec:
+        """What to train: ``method`` at embedding size ``dim``, with this run's epochs, batch size,
+        learning rate, frames and seed, and the method's own ``settings`` (the fields of
+        :class:`~fewshot.spec.TrainSpec`: ``miner="batch_hard"``, ``margin=SOFT``, ...; ``epochs``
+        or ``seed`` override the run's)."""
+        p = self.profile
+        schedule = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr,
+                    "frames": p.frames, "seed": self.seed}
+        return TrainSpec(method=method, embed_dim=dim, **{**schedule, **settings})
+
+    def with_epochs(self, epochs: int | None) -> Run:
+        """This run with ``epochs`` training epochs instead of the profile's (``None``: as is),
+        for the command line's ``--epochs``."""
+        return self if epochs is None else replace(self, profile=replace(self.profile,
+                                                                         epochs=epochs))
 
     def __str__(self) -> str:
         """What :func:`setup` prints: device, size and data source on one line, then how to ask for
@@ -49,7 +82,7 @@ def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:
     Returns:
         A :class:`Run`; notebooks read ``run.device``, ``run.profile`` and ``run.seed``.
     """
-    set_current_seed(seed)
+    check_seed(seed)
     use_deterministic_kernels()
     device = get_device()
     profile = get_profile(device)
