@@ -241,6 +241,13 @@ def mnist_source() -> str:
     return _load(quiet=True).source
 
 
+def split_size(split: str) -> int:
+    """How many images MNIST's ``split`` has from the source in use (60,000 / 10,000, or the
+    offline fallback's 4,000 / 1,000)."""
+    check_split(split)
+    return len(_load(quiet=True).splits[split][1])
+
+
 def load_mnist(split: str = "train", *, size: int | None = None,
                quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Load an MNIST split as normalised images and int64 labels.
@@ -267,13 +274,3 @@ def load_mnist(split: str = "train", *, size: int | None = None,
         idx = stratified_subset(labels, int(size))
         images, labels = images[idx], labels[idx]
     return images, labels
-
-
-def load_at_most(split: str, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_mnist(split, size=size)``, or the whole split when it has fewer than ``size`` images
-    (the offline fallback's 4,000 / 1,000 digits, against the larger profiles' sizes).
-    :meth:`fewshot.run.Run.mnist` calls it with the run's profile."""
-    check_split(split)
-    if size is not None:
-        size = min(size, len(_load(quiet=False).splits[split][1]))
-    return load_mnist(split, size=size)

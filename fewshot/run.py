@@ -39,12 +39,15 @@ class Run:
     data_source: str
 
     def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """This run's MNIST split at its profile's size (``Profile.train_size``/``test_size``, or
-        the whole split when it is smaller: the offline fallback's 4,000 / 1,000 digits):
+        """This run's MNIST split at its profile's size, or the whole split where the source has fewer
+        images (the offline fallback's 4,000 / 1,000 digits under the ``full`` profile):
         ``(images (N, 1, 28, 28), labels (N,))``."""
         data.check_split(split)
         p = self.profile
-        return data.load_at_most(split, p.train_size if split == "train" else p.test_size)
+        size = p.train_size if split == "train" else p.test_size
+        if size is not None:
+            size = min(size, data.split_size(split))
+        return data.load_mnist(split, size=size)
 
     def characters(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """This run's characters: ``Profile.characters`` background characters (all of them on a

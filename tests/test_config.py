@@ -206,3 +206,13 @@ def test_run_mnist_has_the_profile_size(mnist: dict) -> None:
     assert len(xt) == len(yt) == run.profile.test_size == 1000
     with pytest.raises(ValueError, match="'valid'"):
         run.mnist("valid")
+
+
+@pytest.mark.parametrize("name", ["full", "gpu", "gpu-full"])
+def test_run_mnist_larger_profiles_take_what_the_source_has(mnist: dict, name: str) -> None:
+    """Offline, the fallback has 4,000 / 1,000 digits: the larger profiles run on all of them (the
+    published size built offline) instead of failing on a subset larger than the data."""
+    run = Run(torch.device("cpu"), PROFILES[name], 0, "MNIST: x")
+    assert PROFILES[name].train_size is None or PROFILES[name].train_size > 4000
+    assert len(run.mnist("train")[1]) == 4000
+    assert len(run.mnist("test")[1]) == 1000

@@ -3,25 +3,18 @@ tests/check_html.py that catch the two console errors of issue 16 without a brow
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from local_modules import load
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(path: Path, name: str):  # noqa: ANN201 (a module)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-inline_scripts = load(ROOT / "_ext" / "inline_scripts.py", "inline_scripts")
-check_html = load(ROOT / "tests" / "check_html.py", "check_html")
+inline_scripts = load("_ext/inline_scripts.py", "inline_scripts")
+check_html = load("tests/check_html.py", "check_html")
 
 
 def test_the_same_inline_script_as_none_and_empty_filename_is_kept_once() -> None:

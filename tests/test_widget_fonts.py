@@ -7,28 +7,21 @@ extension and ``tests/check_html.py`` against it.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from local_modules import load
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "_extra" / "_static" / "ipywidgets" / "embed-amd.js"
 STATE = '<script type="application/vnd.jupyter.widget-state+json">{}</script>'
 
 
-def load(path: Path, name: str):  # noqa: ANN201 (a module)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-widget_fonts = load(ROOT / "_ext" / "widget_fonts.py", "widget_fonts")
-check_html = load(ROOT / "tests" / "check_html.py", "check_html")
+widget_fonts = load("_ext/widget_fonts.py", "widget_fonts")
+check_html = load("tests/check_html.py", "check_html")
 
 
 def fake_site(tmp_path: Path) -> Path:
