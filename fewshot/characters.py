@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .cache import atomic_save
 from .checks import check_choice, check_int
-from .config import DEFAULT_SEED, get_profile, settings
+from .config import DEFAULT_SEED, settings
 from .data import MNIST_MEAN, MNIST_STD, data_dir, plain_reason, staged_download
 from .printed import (BACKGROUND_SPLIT, DISTORTION, EVALUATION_FRACTION, EVALUATION_SPLIT, SPLITS,
                       glyph_table, printed_characters)
@@ -269,10 +269,3 @@ def character_names(labels: torch.Tensor | list[int]) -> list[str]:
     if bad:
         raise ValueError(f"label {bad[0]!r} is not a character id: expected 0..{len(names) - 1}")
     return [names[i] for i in ids]
-
-
-def load_run_characters(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_characters`` at the run's size: ``Profile.characters`` background characters (all of
-    them on a GPU), and every evaluation character (they are only embedded, never trained on)."""
-    classes = get_profile().characters if split == BACKGROUND_SPLIT else None
-    return load_characters(split, classes=classes)

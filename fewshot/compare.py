@@ -1,6 +1,6 @@
 """Compare the book's training methods on the same network and data (the comparison chapter's table).
 
-For each method and embedding size, two models are trained at the current profile, through
+For each method and embedding size, two models are trained at the run's profile, through
 :func:`fewshot.recipes.train_method` (so models an earlier chapter trained come from the cache):
 
 * on **all ten digits**: precision@1 and MAP@R of the test digits against the training digits;
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .checks import check_int
-from .config import get_profile, resolve_seed
-from .data import load_run_data
 from .episodes import DEFAULT_UNSEEN, split_classes
 from .evaluate import Evaluation, Score, evaluate
-from .recipes import DEFAULT_MARGIN, METHODS, default_miner, metric_of, train_method
+from .recipes import DEFAULT_MARGIN, METHODS, metric_of, train_method
+from .run import Run
+from .spec import TrainSpec
 from .tables import Column, markdown, text
 
 DEFAULT_DIMS = (2, 32)
@@ -99,57 +99,59 @@ def _result(runs: list[tuple[Evaluation, Evaluation]], **about) -> MethodResult:
     return MethodResult(**about, seeds=len(runs), **retrieval, fewshot=fewshot)
 
 
-def evaluate_method(method: str, embed_dim: int, *, miner: str | None = None, sampler: str = "random",
-                    margin: float | str | None = None, options: dict | None = None,
-                    seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
+def evaluate_method(run: Run, spec: TrainSpec, *, seeds: int | None = None,
                     unseen: Sequence[int] = DEFAULT_UNSEEN, cache: bool = True,
                     progress: bool | None = None) -> MethodResult:
-    """Train ``method`` at ``embed_dim`` (all digits, and seen digits only) and measure it.
+    """Train ``spec`` on the run's digits (all of them, and the seen digits only) and measure it.
 
     Args:
-        miner, sampler, margin, options: passed to :func:`~fewshot.recipes.train_method`.
-        seed: the first training seed (default: the run's). seeds: how many (default
-            ``Profile.seeds``); seeds ``seed, seed+1, …`` are trained and averaged.
+        run: the run (:func:`fewshot.setup`): its digits, its episodes, its seeds per row.
+        spec: what to train, e.g. ``run.spec("triplet", 2)``.
+        seeds: how many training seeds (default ``run.profile.seeds``); seeds ``spec.seed,
+            spec.seed + 1, …`` are trained and averaged.
 
     Returns:
         A :class:`MethodResult`, with the first seed's models.
     """
-    seed = resolve_seed(seed)
-    seeds = get_profile().seeds if seeds is None else check_int(seeds, "seeds")
-    x, y = load_run_data("train")
-    xt, yt = load_run_data("test")
+    if not isinstance(run, Run) or not isinstance(spec, TrainSpec):
+        raise TypeError(f"evaluate_method(run, spec): expected a fewshot.Run and a TrainSpec "
+                        f"(run.spec(method, dim)), got {type(run).__name__}, {type(spec).__name__}")
+    seeds = run.profile.seeds if seeds is None else check_int(seeds, "seeds")
+    x, y = run.mnist("train")
+    xt, yt = run.mnist("test")
     (sx, sy), _ = split_classes(x, y, unseen)
     _, (ux, uy) = split_classes(xt, yt, unseen)
-    metric = metric_of(method)
-    kw = dict(embed_dim=embed_dim, miner=miner, sampler=sampler, margin=margin, options=options,
-              epochs=epochs, cache_models=cache, progress=progress)
+    metric = metric_of(spec.method)
+    n_way = min(5, len(unseen))
     runs, seconds, kept = [], 0.0, {}
-    for s in range(seed, seed + seeds):
-        model, history = train_method(method, x, y, val=(xt, yt), seed=s, **kw)
-        seen_model, seen_history = train_method(method, sx, sy, seed=s, **kw)
-        retrieval = evaluate(model, query=(xt, yt), reference=(x, y), metric=metric, seed=s)
-        fewshot = evaluate(seen_model, fewshot_pool=(ux, uy), settings=((min(5, len(unseen)), 1),
-                           (min(5, len(unseen)), 5)), metric=metric, seed=s)
+    for s in range(spec.seed, spec.seed + seeds):
+        one = spec.replace(seed=s)
+        model, history = train_method(one, x, y, val=(xt, yt), cache=cache, progress=progress)
+        seen_model, seen_history = train_method(one, sx, sy, cache=cache, progress=progress)
+        retrieval = evaluate(model, query=(xt, yt), reference=(x, y), metric=metric)
+        fewshot = evaluate(seen_model, fewshot_pool=(ux, uy), settings=((n_way, 1), (n_way, 5)),
+                           metric=metric, episodes=run.profile.episodes, seed=s)
         runs.append((retrieval, fewshot))
         seconds += history.seconds + seen_history.seconds
         kept = kept or {"model": model, "history": history, "seen_model": seen_model}
-    return _result(runs, method=method, miner=miner or default_miner(method) or "–", sampling=sampler,
-                   metric=metric, embed_dim=embed_dim, train_seconds=seconds, margin=margin, **kept)
+    return _result(runs, method=spec.method, miner=spec.miner or "–", sampling=spec.sampler,
+                   metric=metric, embed_dim=spec.embed_dim, train_seconds=seconds,
+                   margin=spec.margin, **kept)
 
 
-def compare(methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFAULT_DIMS, *,
-            seed: int | None = None, seeds: int | None = None, epochs: int | None = None,
-            cache: bool = True, progress: bool | None = None,
+def compare(run: Run, methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[int] = DEFAULT_DIMS,
+            *, seeds: int | None = None, cache: bool = True, progress: bool | None = None,
             keep_models: bool = False) -> list[MethodResult]:
-    """:func:`evaluate_method` for every method and dimension: one :class:`MethodResult` each, with
-    its models only if ``keep_models``."""
+    """:func:`evaluate_method` of ``run.spec(method, dim)`` for every method and dimension: one
+    :class:`MethodResult` each, with its models only if ``keep_models``. (The command line's
+    ``--epochs`` changes the run's profile: :meth:`~fewshot.run.Run.with_epochs`.)"""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}: expected some of {METHODS}")
     rows = []
     for dim in dims:
         for method in methods:
-            row = evaluate_method(method, dim, seed=seed, seeds=seeds, epochs=epochs, cache=cache,
+            row = evaluate_method(run, run.spec(method, dim), seeds=seeds, cache=cache,
                                   progress=progress)
             rows.append(row if keep_models else dataclasses.replace(row, model=None, history=None,
                                                                     seen_model=None))

@@ -10,8 +10,9 @@ This is the ground floor of the package: it imports nothing of ``fewshot``. :fun
   book), ``gpu`` on a CUDA/MPS device (a reader's GPU: minutes per chapter); the larger
   ``full`` (the published CPU build) and ``gpu-full`` by name. ``FEWSHOT_PROFILE=name`` forces
   one; ``FEWSHOT_FAST=1`` forces ``quick`` on any device (tests and CI).
-* Seed: :func:`current_seed` is the seed the run was set up with; recipes and evaluations use it
-  unless given one explicitly, so ``setup(5)`` changes every number and ``setup(0)`` reproduces them.
+* Seed: there is no process-wide "current seed": :func:`fewshot.setup` puts the seed in the
+  :class:`~fewshot.run.Run`, and every function that draws random numbers takes its seed as an
+  argument, so ``setup(5)`` changes every number and ``setup(0)`` reproduces them.
 
 No notebook hard-codes epochs or subset sizes: they read ``run.profile``.
 """
@@ -207,24 +208,8 @@ def get_profile(device: torch.device | None = None) -> Profile:
     return PROFILES["gpu" if device.type in {"cuda", "mps"} else "quick"]
 
 
-_RUN_SEED = [DEFAULT_SEED]  # set by fewshot.setup(seed)
-
-
-def current_seed() -> int:
-    """The seed of the current run (:func:`fewshot.setup`'s argument; 0 before it is called)."""
-    return _RUN_SEED[0]
-
-
-def set_current_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an integer ≥ 0")
-    _RUN_SEED[0] = seed
-
-
-def resolve_seed(seed: int | None) -> int:
-    """``seed`` if given, else the run's seed."""
-    if seed is None:
-        return current_seed()
+def check_seed(seed: object) -> int:
+    """``seed`` as an int ≥ 0, else ``ValueError`` naming it."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected an integer ≥ 0")
     return seed

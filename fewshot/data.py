@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .checks import check_choice, check_finite, check_labels, check_tensor
-from .config import DEFAULT_SEED, get_profile, settings
+from .config import DEFAULT_SEED, settings
 
 SPLITS = ("train", "test")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -274,14 +274,3 @@ def load_mnist(split: str = "train", *, size: int | None = None,
         idx = stratified_subset(labels, int(size))
         images, labels = images[idx], labels[idx]
     return images, labels
-
-
-def load_run_data(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_mnist`` at the current profile's size (``Profile.train_size`` / ``test_size``), or the
-    whole split when it is smaller (the offline fallback's 4,000 / 1,000 digits)."""
-    check_split(split)
-    profile = get_profile()
-    size = profile.train_size if split == "train" else profile.test_size
-    if size is not None:  # the offline fallback has fewer digits than the larger profiles ask for
-        size = min(size, split_size(split))
-    return load_mnist(split, size=size)

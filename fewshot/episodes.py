@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import torch
 
 from .checks import check_embeddings, check_images_labels, check_int, check_labels
-from .config import DEFAULT_SEED, get_profile, resolve_seed
-from .data import load_run_data
+from .config import DEFAULT_SEED, Profile
 from .distances import check_metric, pairwise
 from .models import EmbedFn, embed as embed_images
 
@@ -175,7 +174,7 @@ class FewShotResult:
 @torch.no_grad()
 def evaluate_episodes(embed: EmbedFn | torch.nn.Module | torch.Tensor, images: torch.Tensor,
                       labels: torch.Tensor, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
-                      episodes: int = 300, metric: str = "euclidean", seed: int | None = None,
+                      episodes: int = 300, metric: str = "euclidean", seed: int = DEFAULT_SEED,
                       batch_size: int = 1024) -> FewShotResult:
     """Few-shot accuracy of an embedding on episodes drawn from ``(images, labels)``.
 
@@ -187,7 +186,7 @@ def evaluate_episodes(embed: EmbedFn | torch.nn.Module | torch.Tensor, images: t
             ``lambda x: x.flatten(1)`` for raw pixels), or precomputed embeddings ``(M, D)``.
         images, labels: the pool, usually the unseen classes' test images.
         n_way, k_shot, n_query, episodes, seed: the episodes (see :class:`EpisodeSampler`);
-            ``seed`` defaults to the run's seed.
+            a notebook passes ``run.seed`` and ``run.profile.episodes``.
         metric: ``"euclidean"`` or ``"cosine"``.
 
     Returns:
@@ -196,7 +195,7 @@ def evaluate_episodes(embed: EmbedFn | torch.nn.Module | torch.Tensor, images: t
     check_images_labels(images, labels)
     episodes = check_int(episodes, "episodes")
     check_metric(metric)
-    sampler = EpisodeSampler(labels, n_way, k_shot, n_query, seed=resolve_seed(seed))
+    sampler = EpisodeSampler(labels, n_way, k_shot, n_query, seed=seed)
     if isinstance(embed, torch.Tensor):
         if len(embed) != len(labels):
             raise ValueError(f"{len(embed)} embeddings for {len(labels)} labels")
@@ -206,11 +205,9 @@ def evaluate_episodes(embed: EmbedFn | torch.nn.Module | torch.Tensor, images: t
     _, support, query = sampler.sample_many(episodes)  # (E, N, K), (E, N, Q)
     protos = emb[support].mean(2)  # (E, N, D)
     queries = emb[query].flatten(1, 2)  # (E, N*Q, D)
-    if metric == "cosine":
-        nrm = torch.nn.functional.normalize
-        pred = (nrm(queries, dim=2) @ nrm(protos, dim=2).transpose(1, 2)).argmax(2)
-    else:
-        pred = torch.cdist(queries, protos).argmin(2)
+    # one episode at a time through distances.pairwise: exact Euclidean distances, the same
+    # numbers as verification and retrieval use (no matrix-product shortcut)
+    pred = torch.stack([pairwise(q, p, metric).argmin(1) for q, p in zip(queries, protos)])
     truth = torch.arange(n_way).repeat_interleave(n_query)
     accs = (pred == truth).float().mean(1)
     std = accs.std().item() if episodes > 1 else 0.0
@@ -240,15 +237,24 @@ class EpisodeBatches:
             yield episode.flatten().tolist()
 
 
-def pixel_baseline(k_shot: int = 1, n_way: int = 5, unseen: Sequence[int] = DEFAULT_UNSEEN,
-                   episodes: int | None = None, seed: int | None = None) -> FewShotResult:
+class RunLike(Protocol):
+    """What :func:`pixel_baseline` reads of a :class:`fewshot.run.Run` (which sits above this
+    module, so it is named by its shape): its seed, its profile and its MNIST splits."""
+
+    seed: int
+    profile: Profile
+
+    def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def pixel_baseline(run: RunLike, k_shot: int = 1, n_way: int = 5,
+                   unseen: Sequence[int] = DEFAULT_UNSEEN) -> FewShotResult:
     """Chapter 1's baseline: nearest prototype in raw pixel space on the unseen test digits.
 
-    Uses the run's test data (:func:`fewshot.data.load_run_data`), ``Profile.episodes`` episodes and
-    the run's seed, so every chapter that calls it gets the same numbers.
+    Everything comes from ``run``: its test digits, ``run.profile.episodes`` episodes and its
+    seed, so every chapter that calls it gets the same numbers.
     """
-    x, y = load_run_data("test")
+    x, y = run.mnist("test")
     _, (ux, uy) = split_classes(x, y, unseen)
-    episodes = get_profile().episodes if episodes is None else episodes
     return evaluate_episodes(lambda im: im.flatten(1), ux, uy, n_way=n_way, k_shot=k_shot,
-                             episodes=episodes, seed=seed)
+                             episodes=run.profile.episodes, seed=run.seed)

@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from .checks import check_embeddings, check_finite, check_labels
-from .config import get_profile
 from .distances import check_metric, pairwise
 from .episodes import FewShotResult, evaluate_episodes
 from .models import EmbedFn, embed
@@ -215,7 +214,8 @@ def evaluate(model: nn.Module | EmbedFn, *, query: tuple[torch.Tensor, torch.Ten
         fewshot_pool: ``(images, labels)`` of classes the model never trained on, for N-way K-shot
             episodes; ``settings`` lists the ``(n_way, k_shot)`` pairs to run.
         metric: ``"euclidean"`` or ``"cosine"``, for retrieval and prototypes alike.
-        episodes: default ``Profile.episodes``. seed: default the run's seed.
+        episodes, seed: the few-shot episodes (``run.profile.episodes``, ``run.seed``); needed
+            with ``fewshot_pool`` only.
     """
     check_metric(metric)
     for name, pair in (("query", query), ("reference", reference), ("fewshot_pool", fewshot_pool)):
@@ -234,8 +234,10 @@ def evaluate(model: nn.Module | EmbedFn, *, query: tuple[torch.Tensor, torch.Ten
         result.map_at_r = scores["map_at_r"]
     if fewshot_pool is not None:
         images, labels = fewshot_pool
+        if episodes is None or seed is None:
+            raise ValueError(f"fewshot_pool needs episodes= and seed= (run.profile.episodes, "
+                             f"run.seed), got episodes={episodes!r}, seed={seed!r}")
         pool_emb = embed(model, images)
-        episodes = get_profile().episodes if episodes is None else episodes
         for n_way, k_shot in settings:
             result.fewshot[(n_way, k_shot)] = evaluate_episodes(
                 pool_emb, images, labels, n_way=n_way, k_shot=k_shot, episodes=episodes,

@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from . import protocol
-from .characters import character_names, characters_kind, load_run_characters
+from .characters import character_names, characters_kind
 from .checks import check_int, check_tensor
-from .config import get_profile, resolve_seed
 from .data import MNIST_MEAN, MNIST_STD
 from .models import EmbeddingNet, embed
+from .run import Run
 from .verify import FAR_TARGETS, Gallery, model_fingerprint
 
 INPUT, OUTPUT = "images", "embeddings"  # the ONNX graph's input and output names
@@ -283,9 +283,10 @@ def _as_bytes(images: torch.Tensor) -> torch.Tensor:
     return ((images[:, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
-def build_demo(out: str | os.PathLike, seed: int | None = None, *, method: str | None = None,
+def build_demo(run: Run, out: str | os.PathLike, *, method: str | None = None,
                probes: int = 8) -> DemoBuild:
-    """Deploy chapter 9's character system to ``out``: the files of :data:`FILES`.
+    """Deploy chapter 9's character system, as the run trained it, to ``out``: the files of
+    :data:`FILES`.
 
     The deployed method is ``method`` or, by default, the learned method of
     :data:`~fewshot.protocol.VERIFY_METHODS` with the lowest EER on the **calibration** characters
@@ -299,21 +300,21 @@ def build_demo(out: str | os.PathLike, seed: int | None = None, *, method: str |
     folder = Path(out)
     if not folder.is_dir():
         raise ValueError(f"out={str(folder)!r}: not an existing folder")
-    seed, probes = resolve_seed(seed), check_int(probes, "probes")
+    probes = check_int(probes, "probes")
     learned = [m for m in protocol.VERIFY_METHODS["characters"] if m != "pixels"]
     if method is not None and method not in learned:
         raise ValueError(f"method={method!r}: expected one of {learned}")
-    results = protocol.verification_results("characters", seed,
+    results = protocol.verification_results(run, "characters",
                                            methods=[method] if method else learned)
     eers = {r.method: r.calibration.eer for r in results}
     chosen = min(results, key=lambda r: r.calibration.eer)
-    model, metric = protocol.verification_model(chosen.method, "characters", seed)
+    model, metric = protocol.verification_model(run, chosen.method, "characters")
     net = embedding_network(model)
     files = {k: folder / v for k, v in FILES.items()}
     start = time.perf_counter()
     export_onnx(net, files["model"])
     seconds = time.perf_counter() - start
-    images, labels = protocol.verification_data("characters")
+    images, labels = protocol.verification_data(run, "characters")
     parity = onnx_parity(net, files["model"], images[:1000])
 
     ids = labels.unique().tolist()  # sorted
@@ -334,11 +335,11 @@ def build_demo(out: str | os.PathLike, seed: int | None = None, *, method: str |
     probe_data = {"format": "fewshot.export.probes/1", "identities": [int(labels[i]) for i in picks],
                   "pixels": _as_bytes(images[picks]).reshape(len(picks), -1).tolist()}
     files["probes"].write_text(json.dumps(probe_data))
-    extent = ink_extent(load_run_characters("background")[0])
+    extent = ink_extent(run.characters("background")[0])
     gallery.export(files["gallery"], thresholds=chosen.thresholds,
                    normalisation=input_normalisation(extent),
-                   extra={"method": chosen.method, "data": characters_kind(), "seed": seed,
-                          "profile": get_profile().name, "names": character_names(ids),
+                   extra={"method": chosen.method, "data": characters_kind(), "seed": run.seed,
+                          "profile": run.profile.name, "names": character_names(ids),
                           "operating_points": points, "parity": parity,
                           "glyphs": {"file": FILES["glyphs"], "cell": 28, "columns": GLYPH_COLUMNS},
                           "model": FILES["model"], "input_name": INPUT, "output_name": OUTPUT})

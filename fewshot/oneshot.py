@@ -14,28 +14,30 @@ from typing import Sequence
 
 import torch
 
-from .characters import characters_kind, load_run_characters
-from .config import resolve_seed
+from .characters import characters_kind
 from .evaluate import Score, evaluate
 from .models import embed
 from .recipes import metric_of, train_method
+from .run import Run
+from .spec import SOFT, TrainSpec
 from .tables import Column, markdown
 
-CHARACTER_METHODS: dict[str, dict] = {  # label → train_method arguments, 32-D
+# label → the method and its settings (Run.spec's arguments), each trained at 32-D
+CHARACTER_METHODS: dict[str, dict] = {
     # every pair of P×K batches, on L2-normalised embeddings, averaged over the pairs that still
     # have a loss. Chosen on the validation characters (CI size, printed fallback, 20-way 1-shot,
     # each with its better distance): 88.9% ± 0.4, against 87.5% with the plain mean, 81.1% with
     # the active mean on raw embeddings, and 78.4% for hardest-negative pairs from random batches
     # (the book's earlier contrastive model)
-    "contrastive": {"method": "siamese", "miner": "all", "sampler": "pk",
-                    "options": {"normalize": True, "reduction": "mean_active"}},
+    "contrastive": {"method": "siamese", "miner": "all", "sampler": "pk", "normalize": True,
+                    "reduction": "mean_active"},
     # chapter 5's best at 32-D: batch-hard in P×K batches, soft margin on plain distances (the hinge
     # version collapsed here, as chapter 5 shows on digits); with the soft margin every triplet is
     # active, so the two averages are the same
-    "triplet": {"method": "triplet", "miner": "batch_hard", "sampler": "pk", "margin": "soft",
-                "options": {"squared": False}},
+    "triplet": {"method": "triplet", "miner": "batch_hard", "sampler": "pk", "margin": SOFT,
+                "squared": False},
     # temperature 0.2 against 0.1 on the validation characters: 88.6% against 88.4% (± 0.4)
-    "supcon": {"method": "supcon", "sampler": "pk", "options": {"temperature": 0.2}},
+    "supcon": {"method": "supcon", "sampler": "pk", "temperature": 0.2},
     "arcface": {"method": "arcface"},
     "protonet": {"method": "protonet"},
 }
@@ -43,46 +45,45 @@ CHARACTER_METHODS: dict[str, dict] = {  # label → train_method arguments, 32-D
 CHARACTER_ALTERNATIVES: dict[str, dict] = {
     "contrastive, hardest negatives": {"method": "siamese", "miner": "hardest_negative"},
     "contrastive, plain mean": {"method": "siamese", "miner": "all", "sampler": "pk",
-                                "options": {"normalize": True}},
+                                "normalize": True},
 }
 CHARACTER_DIM = 32
 
 
-def _character_spec(name: str) -> dict:
+def character_spec(run: Run, name: str) -> TrainSpec:
+    """The spec of the character model ``name`` of :data:`CHARACTER_METHODS` (or
+    :data:`CHARACTER_ALTERNATIVES`): 32-D, at the run's profile and seed."""
     specs = {**CHARACTER_METHODS, **CHARACTER_ALTERNATIVES}
     if name not in specs:
         raise ValueError(f"name={name!r}: expected one of {tuple(specs)}")
-    return specs[name]
+    settings = dict(specs[name])
+    return run.spec(settings.pop("method"), CHARACTER_DIM, **settings)
 
 
-def train_on_characters(name: str, *, seed: int | None = None, progress: bool | None = None,
-                        epochs: int | None = None):
-    """Train (or load from the cache) the character model ``name`` of :data:`CHARACTER_METHODS`
-    (or :data:`CHARACTER_ALTERNATIVES`) on the run's background characters; returns ``(model,
-    history)``. ``epochs`` overrides the profile's (the command line's ``--epochs``)."""
-    spec = _character_spec(name)
-    x, y = load_run_characters("background")
-    return train_method(images=x, labels=y, embed_dim=CHARACTER_DIM, seed=seed, progress=progress,
-                        epochs=epochs, **spec)
+def train_on_characters(run: Run, name: str, *, progress: bool | None = None, cache: bool = True):
+    """Train (or load from the cache) the character model ``name`` (:func:`character_spec`) on
+    the run's background characters; returns ``(model, history)``."""
+    return train_method(character_spec(run, name), *run.characters("background"),
+                        progress=progress, cache=cache)
 
 
-def evaluation_halves(labels: torch.Tensor, seed: int | None = None
-                      ) -> tuple[list[int], list[int]]:
+def evaluation_halves(labels: torch.Tensor, seed: int) -> tuple[list[int], list[int]]:
     """The evaluation identities shuffled and halved: ``(validation, test)``. The same halves as
     :func:`verification_splits`' calibration and test identities, so one half chooses (metrics,
     defaults, thresholds) and the other is only ever measured, in chapters 8 and 9 alike."""
-    g = torch.Generator().manual_seed(resolve_seed(seed))
+    g = torch.Generator().manual_seed(seed)
     ids = labels.unique()
     ids = ids[torch.randperm(len(ids), generator=g)]
     return ids[:len(ids) // 2].tolist(), ids[len(ids) // 2:].tolist()
 
 
-def character_pools(seed: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Every evaluation character (none trained on), halved by identity (:func:`evaluation_halves`):
-    ``{"validation": (images, labels), "test": (images, labels)}``."""
-    x, y = load_run_characters("evaluation")
+def character_pools(run: Run) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every evaluation character of the run (none trained on), halved by identity
+    (:func:`evaluation_halves` with the run's seed): ``{"validation": (images, labels), "test":
+    (images, labels)}``."""
+    x, y = run.characters("evaluation")
     pools = {}
-    for name, ids in zip(("validation", "test"), evaluation_halves(y, seed)):
+    for name, ids in zip(("validation", "test"), evaluation_halves(y, run.seed)):
         keep = torch.isin(y, torch.tensor(ids, dtype=y.dtype))
         pools[name] = (x[keep], y[keep])
     return pools
@@ -133,11 +134,12 @@ def _identity(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings
 
 
-def choose_metric(model, pool: tuple[torch.Tensor, torch.Tensor], default: str = "euclidean",
-                  seed: int | None = None) -> tuple[str, dict[str, Score]]:
+def choose_metric(model, pool: tuple[torch.Tensor, torch.Tensor], default: str = "euclidean", *,
+                  episodes: int, seed: int) -> tuple[str, dict[str, Score]]:
     """The distance a model is measured with, chosen on validation classes: 20-way 1-shot accuracy
     (:data:`VALIDATION_SETTING`) with Euclidean distance and with cosine distance (normalised
-    embeddings); the higher mean wins, ``default`` on a tie.
+    embeddings), over ``episodes`` episodes drawn with ``seed``; the higher mean wins, ``default``
+    on a tie.
 
     Returns:
         ``(metric, {"euclidean": Score, "cosine": Score})``.
@@ -146,16 +148,15 @@ def choose_metric(model, pool: tuple[torch.Tensor, torch.Tensor], default: str =
     embedded = (embed(model, pool[0]), pool[1])  # once, for both metrics
     for metric in ("euclidean", "cosine"):
         result = evaluate(_identity, fewshot_pool=embedded, settings=(VALIDATION_SETTING,),
-                          metric=metric, seed=resolve_seed(seed))
+                          metric=metric, episodes=episodes, seed=seed)
         scores[metric] = Score.of(result.shot(*VALIDATION_SETTING))
     best = max(v.mean for v in scores.values())
     tied = [m for m, v in scores.items() if v.mean == best]
     return (default if default in tied else tied[0]), scores
 
 
-def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = None, *,
-            epochs: int | None = None, pixels: bool = True, trained: dict | None = None,
-            progress: bool | None = None) -> list[CharacterResult]:
+def oneshot(run: Run, names: Sequence[str] = tuple(CHARACTER_METHODS), *, pixels: bool = True,
+            trained: dict | None = None, progress: bool | None = None) -> list[CharacterResult]:
     """One-shot recognition of unseen characters: one :class:`CharacterResult` per model of :data:`CHARACTER_METHODS`
     (or :data:`CHARACTER_ALTERNATIVES`).
 
@@ -171,30 +172,29 @@ def oneshot(names: Sequence[str] = tuple(CHARACTER_METHODS), seed: int | None = 
         One :class:`CharacterResult` per model: accuracies are fractions in [0, 1] with their 95%
         CI half-width, on the test characters, with the distance the validation half chose.
     """
-    for name in names:
-        _character_spec(name)
-    seed = resolve_seed(seed)
-    pools = character_pools(seed)
+    specs = {name: character_spec(run, name) for name in names}
+    seed, episodes = run.seed, run.profile.episodes
+    pools = character_pools(run)
     data = characters_kind()
     models: list[tuple[str, object, str, float]] = []
     if pixels:
         models.append(("pixels", lambda images: images.flatten(1), "euclidean", 0.0))
     for name in names:
-        model, history = (trained or {}).get(name) or train_on_characters(
-            name, seed=seed, epochs=epochs, progress=progress)
-        models.append((name, model, metric_of(_character_spec(name)["method"]), history.seconds))
+        model, history = (trained or {}).get(name) or train_on_characters(run, name,
+                                                                          progress=progress)
+        models.append((name, model, metric_of(specs[name].method), history.seconds))
     rows = []
     for name, model, default, seconds in models:
         # embed each half once; the episodes then run on the embeddings (identity "model")
         (xv, yv), (xt, yt) = pools["validation"], pools["test"]
         val, test = (embed(model, xv), yv), (embed(model, xt), yt)
-        metric, validation = choose_metric(_identity, val, default, seed)
+        metric, validation = choose_metric(_identity, val, default, episodes=episodes, seed=seed)
         result = evaluate(_identity, fewshot_pool=test, settings=ONESHOT_SETTINGS, metric=metric,
-                          seed=seed)
+                          episodes=episodes, seed=seed)
         scores = {key: Score.of(r) for key, r in result.fewshot.items()}
         other = "cosine" if metric == "euclidean" else "euclidean"
         alt = evaluate(_identity, fewshot_pool=test, settings=(VALIDATION_SETTING,),
-                       metric=other, seed=seed)
+                       metric=other, episodes=episodes, seed=seed)
         by_metric = {metric: scores[VALIDATION_SETTING],
                      other: Score.of(alt.shot(*VALIDATION_SETTING))}
         rows.append(CharacterResult(name, data, metric, scores, validation, by_metric, seconds))
@@ -247,12 +247,11 @@ def metric_markdown(rows: Sequence[CharacterResult]) -> str:
                     "(they choose the distance), test: test characters")
 
 
-def methods_markdown() -> str:
-    """The character models of :data:`CHARACTER_METHODS` and how each trains, as a table."""
-    specs = list(CHARACTER_METHODS.items())
-    columns = [Column("model", lambda r: r[0]), Column("method", lambda r: r[1]["method"]),
-               Column("miner", lambda r: r[1].get("miner", "–")),
-               Column("sampler", lambda r: r[1].get("sampler", "random")),
-               Column("extra", lambda r: ", ".join(f"{k} {v}" for k, v in r[1].get("options", {}).items())
-                      or "–")]
+def methods_markdown(run: Run) -> str:
+    """The character models of :data:`CHARACTER_METHODS` and how each trains
+    (:func:`character_spec`), as a table."""
+    specs = [(name, character_spec(run, name)) for name in CHARACTER_METHODS]
+    columns = [Column("model", 0), Column("method", lambda r: r[1].method),
+               Column("miner", lambda r: r[1].miner or "–"), Column("sampler", lambda r: r[1].sampler),
+               Column("extra", lambda r: ", ".join(f"{k} {v}" for k, v in r[1].settings().items()) or "–")]
     return markdown(specs, columns)

@@ -34,15 +34,16 @@ from typing import Callable
 import torch
 
 from . import cache
-from .characters import BACKGROUND_SPLIT, load_run_characters
+from .characters import BACKGROUND_SPLIT
 from .config import Profile
-from .data import load_run_data
 from .episodes import DEFAULT_UNSEEN, split_classes
 from .losses import TripletLoss
 from .miners import all_triplets
 from .models import ClassificationNet, EmbeddingNet
 from .oneshot import CHARACTER_DIM, CHARACTER_METHODS
-from .recipes import METHODS, TRAINING_MODULES, default_miner
+from .recipes import METHODS, cache_key, default_miner
+from .run import Run
+from .spec import SOFT, TrainSpec
 from .train import class_step, metric_step
 
 DATA = ("digits", "seen", "characters")  # the run's training digits, digits 0–4 of them, characters
@@ -59,7 +60,7 @@ FINETUNE_EPOCHS = 0.5  # softmax+triplet fine-tunes for half the epochs (after i
 
 @dataclass(frozen=True)
 class Training:
-    """One model a chapter trains: :func:`fewshot.recipes.train_method`'s arguments.
+    """One model a chapter trains: what the chapter asks ``run.spec`` for, and on which data.
 
     Attributes:
         method: one of :data:`fewshot.recipes.METHODS`.
@@ -70,8 +71,8 @@ class Training:
         val: validated on the run's test digits after every epoch.
         epochs: a fraction of the profile's epochs (chapter 4's margin maps train for half).
         seed: added to the run's seed (``evaluate_method``'s extra seeds).
-        miner, sampler, margin, options: as ``train_method`` takes them (``options`` as sorted
-            ``(name, value)`` pairs, so that a training can be a dict key).
+        settings: the method's own settings, as ``run.spec`` takes them (``miner``, ``margin``,
+            ...), as sorted ``(name, value)`` pairs, so that a training can be a dict key.
     """
 
     method: str
@@ -80,10 +81,7 @@ class Training:
     val: bool = False
     epochs: float = 1.0
     seed: int = 0
-    miner: str | None = None
-    sampler: str = "random"
-    margin: float | str | None = None
-    options: tuple = ()
+    settings: tuple = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -92,16 +90,25 @@ class Training:
             raise ValueError(f"data={self.data!r}: expected one of {DATA}")
 
 
+    @property
+    def miner(self) -> str | None:
+        return dict(self.settings).get("miner") or default_miner(self.method)
+
+    def spec(self, run: Run) -> TrainSpec:
+        """The :class:`~fewshot.spec.TrainSpec` the chapter trains in ``run``."""
+        return run.spec(self.method, self.dim, epochs=max(1, int(run.profile.epochs * self.epochs)),
+                        seed=run.seed + self.seed, **dict(self.settings))
+
+
 def train(method: str, dim: int, data: str = "digits", *, val: bool = False, epochs: float = 1.0,
-          options: dict | None = None, **kw) -> Training:
-    """A :class:`Training` written like the notebook's ``train_method`` call."""
-    return Training(method, dim, data, val, epochs, options=tuple(sorted((options or {}).items())),
-                    **kw)
+          seed: int = 0, **settings) -> Training:
+    """A :class:`Training` written like the notebook's ``run.spec`` call."""
+    return Training(method, dim, data, val, epochs, seed, tuple(sorted(settings.items())))
 
 
 @dataclass(frozen=True)
 class Row:
-    """``compare.evaluate_method(method, dim, **kw)``: per seed of the profile, one model on every
+    """``compare.evaluate_method(run, run.spec(method, dim, **kw))``: per seed of the profile, one model on every
     training digit (validated) and one on the seen digits 0–4."""
 
     method: str
@@ -119,11 +126,11 @@ def row(method: str, dim: int, **kw) -> Row:
 
 
 def characters(name: str) -> Training:
-    """``oneshot.train_on_characters(name)``: a 32-D model on the background characters."""
+    """``oneshot.train_on_characters(run, name)``: a 32-D model on the background characters."""
     return train(data="characters", dim=CHARACTER_DIM, **CHARACTER_METHODS[name])
 
 
-HERMANS = {"miner": "batch_hard", "sampler": "pk", "margin": "soft", "options": {"squared": False}}
+HERMANS = {"miner": "batch_hard", "sampler": "pk", "margin": SOFT, "squared": False}
 ALL_CHARACTERS = [characters(name) for name in CHARACTER_METHODS]
 CHAPTERS: dict[str, list[Training | Row]] = {  # notebook → what it trains, in its order
     "01_why_few_shot": [],
@@ -140,7 +147,7 @@ CHAPTERS: dict[str, list[Training | Row]] = {  # notebook → what it trains, in
                   train("softmax+triplet", 2, miner="batch_hard", val=True)],
     "06_margin_losses": [row("normsoftmax", 2), row("cosface", 2), row("arcface", 2),
                          train("sphereface", 2, val=True), train("softmax", 2, val=True),
-                         train("arcface", 2, options={"scale": 64.0}, margin=0.5, val=True),
+                         train("arcface", 2, scale=64.0, margin=0.5, val=True),
                          train("arcface", 3), row("cosface", 32), row("arcface", 32),
                          row("triplet", 32)],
     "07_comparing_embeddings": [*(row(m, d) for d in (2, 32)
@@ -166,7 +173,7 @@ def expand(items: list[Training | Row], seeds: int) -> list[Training]:
     for item in items:
         for t in item.trainings(seeds) if isinstance(item, Row) else [item]:
             if t.method == "softmax+triplet":
-                out.append(replace(t, method="softmax", miner=None, margin=None, options=()))
+                out.append(replace(t, method="softmax", settings=()))
             out.append(t)
     return out
 
@@ -255,18 +262,11 @@ def measured(plans: list[ChapterPlan], ledger: list[dict]) -> tuple[list[float],
 
 
 def cache_path(t: Training, images: torch.Tensor, labels: torch.Tensor,
-               val: tuple[torch.Tensor, torch.Tensor] | None, profile: Profile, seed: int) -> Path:
+               val: tuple[torch.Tensor, torch.Tensor] | None, run: Run) -> Path:
     """The cache file :func:`fewshot.recipes.train_method` reads and writes for ``t`` on this data
-    (its spec, key and name, built the same way; ``tests/test_plan.py`` checks they agree)."""
-    epochs = max(1, int(profile.epochs * t.epochs))
-    miner = t.miner if t.miner is not None else default_miner(t.method)
-    spec = {"method": t.method, "embed_dim": t.dim, "margin": t.margin, "miner": miner,
-            "sampler": t.sampler, "epochs": epochs, "batch_size": profile.batch_size,
-            "lr": profile.lr, "seed": seed + t.seed, "options": dict(t.options),
-            "val": val is not None}
-    key = cache.make_key(spec, (images, labels, *(val or ())), TRAINING_MODULES)
-    return cache.path_for(f"{t.method.replace('+', '_')}-{miner or 'none'}-{t.sampler}-{t.dim}d",
-                          key)
+    in ``run`` (the same spec and key: ``tests/test_plan.py`` checks they agree)."""
+    spec = t.spec(run)
+    return cache.default().path_for(spec.name, cache_key(spec, images, labels, val))
 
 
 def throughput(batch: int, seconds: float = 2.0, step: str = "softmax",
@@ -302,21 +302,22 @@ def throughput(batch: int, seconds: float = 2.0, step: str = "softmax",
             return done * batch / (time.perf_counter() - start)
 
 
-def run_plan(profile: Profile, seed: int = 0, rate: float | None = None,
-             probe_seconds: float = 2.0, fresh: bool = False) -> tuple[list[ChapterPlan], float]:
-    """The plan for this run: the run's data sizes, this machine's probed rate, and the model
-    cache as it is now (``fresh``: as if empty). Returns the chapters' plans and the rate used."""
-    x, y = load_run_data("train")
-    xt, yt = load_run_data("test")
+def run_plan(run: Run, rate: float | None = None, probe_seconds: float = 2.0,
+             fresh: bool = False) -> tuple[list[ChapterPlan], float]:
+    """The plan for this run: its data sizes and profile, this machine's probed rate, and the
+    model cache as it is now (``fresh``: as if empty). Returns the chapters' plans and the rate."""
+    profile = run.profile
+    x, y = run.mnist("train")
+    xt, yt = run.mnist("test")
     seen_x, seen_y = split_classes(x, y, DEFAULT_UNSEEN)[0]
-    cx, cy = load_run_characters(BACKGROUND_SPLIT)
+    cx, cy = run.characters(BACKGROUND_SPLIT)
     data = {"digits": (x, y), "seen": (seen_x, seen_y), "characters": (cx, cy)}
     rate = throughput(profile.batch_size, probe_seconds) if rate is None else rate
 
     def locate(t: Training) -> Path | None:
         images, labels = data[t.data]
-        path = cache_path(t, images, labels, (xt, yt) if t.val else None, profile, seed)
-        return path if cache.enabled() and not fresh else _as_if_absent(path)
+        path = cache_path(t, images, labels, (xt, yt) if t.val else None, run)
+        return path if cache.default().enabled and not fresh else _as_if_absent(path)
 
     sizes = {k: len(v[1]) for k, v in data.items()}
     return plan(CHAPTERS, profile, rate, sizes, len(yt), locate), rate

@@ -13,16 +13,14 @@ from typing import Sequence
 
 import torch
 
-from .characters import load_run_characters
 from .checks import check_choice, check_int
-from .config import resolve_seed
-from .data import load_run_data
 from .distances import pairwise
 from .episodes import DEFAULT_UNSEEN, split_classes
 from .models import embed
-from .oneshot import (CHARACTER_DIM, CHARACTER_METHODS, character_pools, choose_metric,
-                      train_on_characters)
+from .oneshot import (CHARACTER_DIM, CHARACTER_METHODS, character_pools, character_spec,
+                      choose_metric, train_on_characters)
 from .recipes import metric_of, train_method
+from .run import Run
 from .tables import Column, markdown, text
 from .rates import (FAR_TARGETS, OpenSetRates, VerificationRates, open_set_rates, threshold_at_far,
                     verification_rates)
@@ -65,8 +63,8 @@ class VerificationSplit:
         return list(self.enrol)
 
 
-def verification_splits(labels: torch.Tensor, data: str = "characters",
-                        seed: int | None = None) -> dict[str, VerificationSplit]:
+def verification_splits(labels: torch.Tensor, data: str = "characters", *,
+                        seed: int) -> dict[str, VerificationSplit]:
     """The protocol's calibration and test splits of the evaluation images ``labels (N,)``.
 
     * ``characters``: the identities are shuffled and halved into **calibration** and **test**
@@ -77,9 +75,11 @@ def verification_splits(labels: torch.Tensor, data: str = "characters",
       are halved into calibration and test (disjoint images, the same digits). In each half,
       ``MNIST_ENROLLED`` digits are enrolled and the other two never are (open set), and every
       pair of the half's images is a verification pair (each image enrolled in turn).
+
+    ``seed`` (the run's) shuffles the identities and images.
     """
     check_choice(data, "data", VERIFY_DATA)
-    g = torch.Generator().manual_seed(resolve_seed(seed))
+    g = torch.Generator().manual_seed(seed)
     ids = labels.unique()
     ids = ids[torch.randperm(len(ids), generator=g)]
     images = {int(c): (labels == c).nonzero().flatten() for c in ids.tolist()}
@@ -217,18 +217,18 @@ def calibrate(rates: VerificationRates, open_set: OpenSetRates) -> tuple[dict[fl
     return thresholds, threshold_at_far(searches, is_mated, OPEN_SET_FPIR)
 
 
-def verification_data(data: str = "characters") -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation images no model trained on: every evaluation character, or MNIST's unseen
-    test digits (5–9)."""
+def verification_data(run: Run, data: str = "characters") -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's evaluation images no model trained on: every evaluation character, or MNIST's
+    unseen test digits (5–9)."""
     check_choice(data, "data", VERIFY_DATA)
     if data == "characters":
-        return load_run_characters("evaluation")
-    xt, yt = load_run_data("test")
+        return run.characters("evaluation")
+    xt, yt = run.mnist("test")
     return split_classes(xt, yt, DEFAULT_UNSEEN)[1]
 
 
-def verification_model(method: str, data: str = "characters", seed: int | None = None, *,
-                       epochs: int | None = None, progress: bool | None = None):
+def verification_model(run: Run, method: str, data: str = "characters", *,
+                       progress: bool | None = None):
     """``(embed, metric)`` for one method of :data:`VERIFY_METHODS`: a trained model (from the
     cache when an earlier chapter trained it) or, for ``pixels``, ``images.flatten(1)``.
 
@@ -239,48 +239,44 @@ def verification_model(method: str, data: str = "characters", seed: int | None =
     """
     check_choice(data, "data", VERIFY_DATA)
     check_choice(method, "method", VERIFY_METHODS[data])
-    seed = resolve_seed(seed)
     if method == "pixels" and data == "mnist":
         return (lambda images: images.flatten(1)), "euclidean"
     if method == "pixels":
         model, default = (lambda images: images.flatten(1)), "euclidean"
     elif data == "characters" and method in CHARACTER_METHODS:
-        model, _ = train_on_characters(method, seed=seed, epochs=epochs, progress=progress)
-        default = metric_of(CHARACTER_METHODS[method]["method"])
+        model, _ = train_on_characters(run, method, progress=progress)
+        default = metric_of(character_spec(run, method).method)
     elif data == "characters":
-        x, y = load_run_characters("background")
-        model, _ = train_method(method, x, y, embed_dim=CHARACTER_DIM, seed=seed, epochs=epochs,
+        model, _ = train_method(run.spec(method, CHARACTER_DIM), *run.characters("background"),
                                 progress=progress)
         default = metric_of(method)
     else:
-        x, y = load_run_data("train")
+        x, y = run.mnist("train")
         (sx, sy), _ = split_classes(x, y, DEFAULT_UNSEEN)
-        model, _ = train_method(method, sx, sy, embed_dim=32, miner=None, sampler="random",
-                                margin=None, options=None, epochs=epochs, seed=seed,
-                                cache_models=True, progress=progress)
+        model, _ = train_method(run.spec(method, 32), sx, sy, progress=progress)
         return model, metric_of(method)
     # characters: the validation (calibration) identities choose the distance, as in chapter 8
-    return model, choose_metric(model, character_pools(seed)["validation"], default, seed)[0]
+    validation = character_pools(run)["validation"]
+    return model, choose_metric(model, validation, default, episodes=run.profile.episodes,
+                                seed=run.seed)[0]
 
 
-def verification_results(data: str = "characters", seed: int | None = None, *,
-                         methods: Sequence[str] | None = None, epochs: int | None = None,
+def verification_results(run: Run, data: str = "characters", *, methods: Sequence[str] | None = None,
                          progress: bool | None = None) -> list[VerificationResult]:
-    """Every method of :data:`VERIFY_METHODS` (or ``methods``) through the chapter's protocol:
-    embed the evaluation images once, calibrate the thresholds on the calibration split, measure
-    on the test split (one-shot gallery)."""
+    """Every method of :data:`VERIFY_METHODS` (or ``methods``) through the chapter's protocol on
+    the run's data: embed the evaluation images once, calibrate the thresholds on the calibration
+    split, measure on the test split (one-shot gallery)."""
     check_choice(data, "data", VERIFY_DATA)
     methods = VERIFY_METHODS[data] if methods is None else tuple(methods)
     bad = [m for m in methods if m not in VERIFY_METHODS[data]]
     if bad or not methods:
         raise ValueError(f"methods={list(methods)!r}: expected some of {VERIFY_METHODS[data]} "
                          f"for data={data!r}")
-    seed = resolve_seed(seed)
-    images, labels = verification_data(data)
-    splits = verification_splits(labels, data, seed)
+    images, labels = verification_data(run, data)
+    splits = verification_splits(labels, data, seed=run.seed)
     results = []
     for method in methods:
-        model, metric = verification_model(method, data, seed, epochs=epochs, progress=progress)
+        model, metric = verification_model(run, method, data, progress=progress)
         emb = embed(model, images)
         cal_rates, cal_open = verification_pairs(emb, labels, splits["calibration"], metric)
         thresholds, open_threshold = calibrate(cal_rates, cal_open)
@@ -290,13 +286,11 @@ def verification_results(data: str = "characters", seed: int | None = None, *,
     return results
 
 
-def verification_table(data: str = "characters", seed: int | None = None, *,
-                       methods: Sequence[str] | None = None, epochs: int | None = None,
+def verification_table(run: Run, data: str = "characters", *, methods: Sequence[str] | None = None,
                        progress: bool | None = None) -> list[VerificationRow]:
     """:func:`verification_results` as table rows, one :class:`VerificationRow` per method:
     ``auc``, ``eer`` and the rates at calibrated thresholds, all on the test split."""
-    return [r.row() for r in verification_results(data, seed, methods=methods, epochs=epochs,
-                                                  progress=progress)]
+    return [r.row() for r in verification_results(run, data, methods=methods, progress=progress)]
 
 
 # short headers in one unit (percent), so the table fits a page's column; the legend explains them

@@ -12,8 +12,9 @@ method                    model                   step (loss)
 ``supcon``                EmbeddingNet            embedding_step (supervised contrastive)
 ========================  ======================  ===========================================
 
-``options`` of the metric methods: the loss's ``reduction`` (``"mean"`` or ``"mean_active"``) and,
-for the triplet loss, ``squared``; of ``supcon``: its ``temperature``.
+What a model is, completely, is a :class:`~fewshot.spec.TrainSpec` (method, size, schedule and
+the method's own typed settings); ``run.spec("triplet", dim=32)`` makes one at the run's profile
+and seed, and ``train_method(spec, images, labels)`` trains it.
 
 Miners (:mod:`fewshot.miners`): ``"all"`` (every pair / triplet in the batch, the default),
 ``"random"`` (a few random ones per batch: the naive baseline), ``"hardest_negative"`` (pairs),
@@ -36,9 +37,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import cache
-from .checks import check_choice, check_images_labels, check_int, check_number
-from .config import Profile, generator, get_device, get_profile, resolve_seed, seed_everything
+from .cache import ModelCache, default as default_cache, make_key
+from .checks import check_choice, check_images_labels, check_int
+from .config import generator, get_device, seed_everything
 from .episodes import EpisodeBatches
 from .evaluate import retrieval_metrics
 from .losses import ContrastiveLoss, SupConLoss, TripletLoss
@@ -46,14 +47,10 @@ from .margins import HEADS, max_margin_2d, scale_lower_bound, sphereface_lambda
 from .miners import (PKSampler, all_pairs, all_triplets, batch_hard, hardest_negative_pairs,
                      random_pairs, random_triplets, semi_hard)
 from .models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet, embed
+from .spec import (MARGIN_METHODS, METHODS, METRIC_METHODS, PAIR_MINERS, SAMPLERS, SOFT,  # noqa: F401
+                   TRIPLET_MINERS, TrainSpec)  # METHODS, SAMPLERS: named here too, beside the table
 from .train import History, Step, class_step, embedding_step, episode_step, fit, metric_step
 
-METHODS = ("softmax", "siamese", "triplet", "softmax+triplet", "normsoftmax", "sphereface",
-           "cosface", "arcface", "protonet", "supcon")
-MARGIN_METHODS = ("normsoftmax", "sphereface", "cosface", "arcface")
-PAIR_MINERS = ("all", "random", "hardest_negative")
-TRIPLET_MINERS = ("all", "random", "batch_hard", "semi_hard")
-SAMPLERS = ("random", "pk")
 DEFAULT_MARGIN = 1.0  # contrastive and triplet, on raw (unnormalised) embeddings
 FINETUNE_LR_FACTOR = 0.1  # softmax+triplet: fine-tune at a tenth of the learning rate
 PK_MIN_K = 4  # "pk" sampler: at least 4 images per class in a batch
@@ -61,7 +58,7 @@ PROTONET = {"n_way": 20, "k_shot": 5, "n_query": 5}  # training episodes (n_way 
 
 # the modules whose code decides what a trained model is; a change to any of them retrains
 TRAINING_MODULES = ("checks", "config", "distances", "episodes", "evaluate", "losses", "margins",
-                    "miners", "models", "recipes", "train")
+                    "miners", "models", "recipes", "spec", "train")
 
 
 def metric_of(method: str) -> str:
@@ -72,7 +69,7 @@ def metric_of(method: str) -> str:
 
 
 def default_miner(method: str) -> str | None:
-    return "all" if method in ("siamese", "triplet", "softmax+triplet") else None
+    return "all" if method in METRIC_METHODS else None
 
 
 def margin_head_settings(method: str, embed_dim: int, n_classes: int) -> dict:
@@ -116,7 +113,7 @@ def sphereface_lambda_schedule(epoch: int, epochs: int) -> float:
     return sphereface_lambda(epoch, base=base, gamma=gamma, minimum=low)
 
 
-def make_miner(name: str, method: str, margin: float | str, seed: int) -> Callable:
+def make_miner(name: str, method: str, seed: int) -> Callable:
     """The miner ``name`` as ``miner(embeddings, labels) → indices`` (random ones seeded)."""
     pairs = method == "siamese"
     check_choice(name, "miner", PAIR_MINERS if pairs else TRIPLET_MINERS)
@@ -141,40 +138,43 @@ class Recipe:
     on_epoch: Callable[[int, nn.Module], None] | None = None
 
 
-def build(method: str, embed_dim: int, n_classes: int, *, margin: float | str | None = None,
-          miner: str | None = None, seed: int = 0, options: dict | None = None,
-          epochs: int | None = None) -> Recipe:
-    """The model and training step for ``method`` (see the module table).
+def _loss_settings(spec: TrainSpec, *names: str) -> dict:
+    return {n: getattr(spec, n) for n in names if getattr(spec, n) is not None}
 
-    ``epochs`` (default the profile's) only matters for SphereFace: its λ schedule
-    (:func:`sphereface_lambda_schedule`) is fitted to the length of the run.
+
+def build(spec: TrainSpec, n_classes: int) -> Recipe:
+    """The model and training step for ``spec`` on ``n_classes`` classes (see the module table).
+
+    SphereFace's λ schedule (:func:`sphereface_lambda_schedule`) is fitted to ``spec.epochs``.
     """
-    check_choice(method, "method", METHODS)
-    options = dict(options or {})
+    method, embed_dim = spec.method, spec.embed_dim
     net = EmbeddingNet(embed_dim)
     if method == "softmax":
         return Recipe(ClassificationNet(net, n_classes), class_step)
-    if method in ("siamese", "triplet", "softmax+triplet"):
-        margin = DEFAULT_MARGIN if margin is None else margin
+    if method in METRIC_METHODS:
+        margin = DEFAULT_MARGIN if spec.margin is None else spec.margin
+        margin = "soft" if margin is SOFT else margin  # the loss's own spelling
+        if method == "siamese":
+            loss = ContrastiveLoss(margin, **_loss_settings(spec, "reduction", "normalize"))
+            model = SiameseNet(net)
+        else:
+            loss = TripletLoss(margin, **_loss_settings(spec, "reduction", "squared"))
+            model = TripletNet(net)
         kind = "siamese" if method == "siamese" else "triplet"
-        loss = ContrastiveLoss(margin, **options) if kind == "siamese" else TripletLoss(margin, **options)
-        model = SiameseNet(net) if kind == "siamese" else TripletNet(net)
-        return Recipe(model, metric_step(loss, make_miner(miner or "all", kind, margin, seed)))
+        return Recipe(model, metric_step(loss, make_miner(spec.miner, kind, spec.seed)))
     if method in MARGIN_METHODS:
-        settings = {**margin_head_settings(method, embed_dim, n_classes), **options}
-        if margin is not None:
-            settings["margin"] = margin
-        warmup = settings.pop("warmup", 0)  # epochs over which the margin ramps up from 0
+        settings = {**margin_head_settings(method, embed_dim, n_classes),
+                    **_loss_settings(spec, "scale", "margin")}
         head = HEADS[method](embed_dim, n_classes, **settings)
         model = HeadNet(net, head)
         on_epoch = None
+        warmup, epochs = spec.warmup or 0, spec.epochs  # warm-up: the margin ramps up from 0
         if method == "sphereface":
-            run_epochs = get_profile().epochs if epochs is None else epochs
-            head.lam = sphereface_lambda_schedule(0, run_epochs)
+            head.lam = sphereface_lambda_schedule(0, epochs)
 
             def on_epoch(epoch: int, m: nn.Module, _head: nn.Module = head) -> None:
                 # λ for the next epoch: anneal the softmax blending towards the pure margin
-                _head.lam = sphereface_lambda_schedule(epoch + 1, run_epochs)
+                _head.lam = sphereface_lambda_schedule(epoch + 1, epochs)
         elif warmup:
             head.margin_scale = 0.0
 
@@ -182,9 +182,13 @@ def build(method: str, embed_dim: int, n_classes: int, *, margin: float | str | 
                 _head.margin_scale = min(1.0, (epoch + 1) / warmup)  # margin for the next epoch
         return Recipe(model, class_step, on_epoch)
     if method == "supcon":
-        return Recipe(net, embedding_step(SupConLoss(**options)))
-    episode = {**PROTONET, **options}
-    return Recipe(net, episode_step(episode["k_shot"]))
+        return Recipe(net, embedding_step(SupConLoss(**_loss_settings(spec, "temperature"))))
+    return Recipe(net, episode_step(_episode(spec)["k_shot"]))
+
+
+def _episode(spec: TrainSpec) -> dict[str, int]:
+    """protonet's training episode shape: the spec's, else :data:`PROTONET`'s."""
+    return {k: v if getattr(spec, k) is None else getattr(spec, k) for k, v in PROTONET.items()}
 
 
 def precision_validator(images: torch.Tensor, labels: torch.Tensor, metric: str = "euclidean"
@@ -200,94 +204,82 @@ def precision_validator(images: torch.Tensor, labels: torch.Tensor, metric: str 
     return validate
 
 
-def _batch_sampler(method: str, sampler: str, targets: torch.Tensor, profile: Profile, seed: int,
-                   options: dict):
+def _batch_sampler(spec: TrainSpec, targets: torch.Tensor):
     n_classes = int(targets.max()) + 1
-    if method == "protonet":
-        ep = {**PROTONET, **options}
+    if spec.method == "protonet":
+        ep = _episode(spec)
         n_way = min(ep["n_way"], n_classes)
         per_episode = n_way * (ep["k_shot"] + ep["n_query"])
         return EpisodeBatches(targets, n_way, ep["k_shot"], ep["n_query"],
-                              episodes=max(1, len(targets) // per_episode), seed=seed)
-    if sampler == "pk":
-        p = max(2, min(n_classes, profile.batch_size // PK_MIN_K))
-        return PKSampler(targets, p=p, k=max(2, profile.batch_size // p), seed=seed)
+                              episodes=max(1, len(targets) // per_episode), seed=spec.seed)
+    if spec.sampler == "pk":
+        p = max(2, min(n_classes, spec.batch_size // PK_MIN_K))
+        return PKSampler(targets, p=p, k=max(2, spec.batch_size // p), seed=spec.seed)
     return None
 
 
-def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, embed_dim: int = 2,
-                 margin: float | str | None = None, miner: str | None = None, sampler: str = "random",
-                 epochs: int | None = None, options: dict | None = None,
-                 val: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int | None = None,
-                 profile: Profile | None = None, cache_models: bool = True,
-                 progress: bool | None = None) -> tuple[nn.Module, History]:
-    """Build and train one of the book's methods on ``(images, labels)``, or load it from the cache.
+def cache_key(spec: TrainSpec, images: torch.Tensor, labels: torch.Tensor,
+              val: tuple[torch.Tensor, torch.Tensor] | None = None) -> str:
+    """The model cache's key of ``spec`` on this data: its fields, the data's fingerprint and the
+    source of :data:`TRAINING_MODULES` (whether it is validated counts: the history differs)."""
+    return make_key({**spec.to_dict(), "val": val is not None},
+                          (images, labels, *(val or ())), TRAINING_MODULES)
+
+
+def train_method(spec: TrainSpec, images: torch.Tensor, labels: torch.Tensor, *,
+                 val: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 progress: bool | None = None, cache: bool | ModelCache = True
+                 ) -> tuple[nn.Module, History]:
+    """Train the model ``spec`` describes on ``(images, labels)``, or load it from the cache.
 
     Args:
-        method: one of :data:`METHODS`.
+        spec: what to train (:class:`~fewshot.spec.TrainSpec`; ``run.spec("siamese")`` makes
+            one at the run's profile and seed).
         images, labels: training data; labels may be any integers (mapped to 0..C-1 internally).
-        embed_dim: embedding size (2 for the book's maps).
-        margin: contrastive/triplet margin (default 1.0; ``"soft"`` for the soft-margin triplet),
-            or the margin of a margin head (default: :func:`margin_head_settings`).
-        miner: where pairs and triplets come from (default ``"all"``); metric methods only.
-        sampler: ``"random"`` batches or ``"pk"`` (P classes × K images).
-        epochs: default ``profile.epochs``.
-        options: method-specific settings (a margin head's ``scale`` or ``warmup``, protonet's
-            ``n_way``/``k_shot``/``n_query``, the triplet loss's ``squared``, the contrastive and
-            triplet losses' ``reduction``, supcon's ``temperature``).
         val: ``(images, labels)`` for per-epoch validation precision@1.
-        seed: default the run's seed (:func:`fewshot.setup`). Seeds the weights, batches and miners.
-        cache_models: load this exact training from the cache if it was done before, else save it.
+        progress: show a progress bar (default: unless ``FEWSHOT_PROGRESS=0``).
+        cache: ``True``: load this exact training from the configured model cache if it was done
+            before, else save it there (:func:`fewshot.cache.default`); ``False``: train, keep
+            nothing; or a :class:`~fewshot.cache.ModelCache` to use.
 
     Returns:
         ``(model, history)``; the model is in eval mode, on the run's device, and has
         ``get_embedding``. ``history.snapshots`` holds weight snapshots for 2-D/3-D models.
     """
-    check_choice(method, "method", METHODS)
-    check_choice(sampler, "sampler", SAMPLERS)
-    check_int(embed_dim, "embed_dim")
+    if not isinstance(spec, TrainSpec):
+        raise TypeError(f"spec must be a fewshot.spec.TrainSpec (run.spec(method, ...)), got "
+                        f"{type(spec).__name__}")
     check_images_labels(images, labels)
-    if margin is not None and margin != "soft":
-        check_number(margin, "margin", 0.0)
-    seed = resolve_seed(seed)
-    profile = profile or get_profile()
-    epochs = profile.epochs if epochs is None else check_int(epochs, "epochs", 0)
-    miner = miner if miner is not None else default_miner(method)
-    if miner is not None and method not in ("siamese", "triplet", "softmax+triplet"):
-        raise ValueError(f"miner={miner!r}: method {method!r} does not mine pairs or triplets")
-    options = dict(options or {})
     classes, targets = labels.unique(return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"training needs at least 2 classes, got {classes.tolist()}")
-    spec = {"method": method, "embed_dim": embed_dim, "margin": margin, "miner": miner,
-            "sampler": sampler, "epochs": epochs, "batch_size": profile.batch_size, "lr": profile.lr,
-            "seed": seed, "options": options, "val": val is not None}
-    key = cache.make_key(spec, (images, labels, *(val or ())), TRAINING_MODULES)
-    name = f"{method.replace('+', '_')}-{miner or 'none'}-{sampler}-{embed_dim}d"
-    path = cache.path_for(name, key)
-    use_cache = cache_models and cache.enabled()
-    lr = profile.lr
-    if method == "softmax+triplet":  # the softmax model (cached on its own), then fine-tuning
-        base, _ = train_method("softmax", images, labels, embed_dim=embed_dim, epochs=epochs, val=val,
-                               seed=seed, profile=profile, cache_models=cache_models, progress=progress)
-        seed_everything(seed)
-        recipe = build("triplet", embed_dim, len(classes), margin=margin, miner=miner, seed=seed)
+    store = cache if isinstance(cache, ModelCache) else default_cache()  # and its ledger
+    key = cache_key(spec, images, labels, val)
+    path = store.path_for(spec.name, key)
+    use_cache = cache is not False and store.enabled
+    epochs, lr = spec.epochs, spec.lr
+    if spec.method == "softmax+triplet":  # the softmax model (cached on its own), then fine-tuning
+        base_spec = spec.replace(method="softmax", miner=None, margin=None, reduction=None,
+                                 squared=None, sampler="random")
+        base, _ = train_method(base_spec, images, labels, val=val, progress=progress, cache=cache)
+        seed_everything(spec.seed)
+        recipe = build(spec.replace(method="triplet"), len(classes))
         recipe.model.embedding_net = copy.deepcopy(base.embedding_net)
         epochs, lr = max(1, epochs // 2), lr * FINETUNE_LR_FACTOR
     else:
-        seed_everything(seed)
-        recipe = build(method, embed_dim, len(classes), margin=margin, miner=miner, seed=seed,
-                       options=options, epochs=epochs)
+        seed_everything(spec.seed)
+        recipe = build(spec, len(classes))
     model = recipe.model
+    record = spec.to_dict()
     if use_cache:
-        saved = cache.load(path, model, read_meta=lambda meta: History.from_dict(meta["history"]))
+        saved = store.load(path, model, read_meta=lambda meta: History.from_dict(meta["history"]))
         if saved is not None:
             model.to(get_device()).eval()
             history = saved["meta"]
             history.snapshots = saved["snapshots"]
-            cache.record(name, key, spec, history.seconds, cached=True)
+            store.record(spec.name, key, record, history.seconds, cached=True)
             return model, history
-    snapshot_at = _snapshot_epochs(epochs, profile.frames) if embed_dim <= 3 else []
+    snapshot_at = _snapshot_epochs(epochs, spec.frames) if spec.embed_dim <= 3 else []
     snapshots = [copy.deepcopy(model.state_dict())] if 0 in snapshot_at else []
 
     def on_epoch(epoch: int, m: nn.Module) -> None:
@@ -296,16 +288,16 @@ def train_method(method: str, images: torch.Tensor, labels: torch.Tensor, *, emb
         if epoch + 1 in snapshot_at:
             snapshots.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
 
-    validate = precision_validator(*val, metric=metric_of(method)) if val is not None else None
-    history = fit(model, recipe.step, images, targets, epochs=epochs, batch_size=profile.batch_size,
-                  lr=lr, batch_sampler=_batch_sampler(method, sampler, targets, profile, seed, options),
-                  validate=validate, on_epoch=on_epoch, seed=seed, desc=f"{method} {embed_dim}-D",
+    validate = precision_validator(*val, metric=metric_of(spec.method)) if val is not None else None
+    history = fit(model, recipe.step, images, targets, epochs=epochs, batch_size=spec.batch_size,
+                  lr=lr, batch_sampler=_batch_sampler(spec, targets), validate=validate,
+                  on_epoch=on_epoch, seed=spec.seed, desc=f"{spec.method} {spec.embed_dim}-D",
                   progress=progress)
     history.snapshots = [{k: v.detach().cpu() for k, v in s.items()} for s in snapshots]
     if use_cache:
-        cache.save(path, model, {"history": history.to_dict(), "spec": spec},
+        store.save(path, model, {"history": history.to_dict(), "spec": record},
                    snapshots=history.snapshots)
-    cache.record(name, key, spec, history.seconds, cached=False)
+    store.record(spec.name, key, record, history.seconds, cached=False)
     return model, history
 
 

@@ -2,22 +2,31 @@
 
 It decides, once, everything a run depends on and prints it in one line:
 
-* the seed: every random generator is seeded, and recipes and evaluations use this seed unless told
-  otherwise (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
+* the seed: every random generator is seeded, and the run hands its seed to whatever needs one
+  (``setup(5)`` changes the numbers; ``setup(0)`` reproduces the book's);
 * deterministic torch kernels (global process state, set here and nowhere else);
 * the device and the run size (:mod:`fewshot.config`), and how to ask for another size;
-* the data: MNIST, or its offline fallback (:mod:`fewshot.data`).
+* the data: MNIST, or its offline fallback (:mod:`fewshot.data`), and the characters, at the run's
+  size (:meth:`Run.mnist`, :meth:`Run.characters`);
+* what to train: :meth:`Run.spec` fills a :class:`~fewshot.spec.TrainSpec` from the profile and seed.
+
+With ``python -m fewshot`` and the table builders that take the Run (``compare.compare(run)``,
+``oneshot.oneshot(run)``, ``protocol.verification_results(run)``, ...), this is the **entry layer**:
+only here are the profile, the seed and the run's data decided; everything below receives them as
+arguments (``tests/test_architecture.py`` checks it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from . import data
-from .config import (DEFAULT_SEED, PROFILES, Profile, get_device, get_profile, seed_everything,
-                     set_current_seed, use_deterministic_kernels)
+from . import characters, data
+from .config import (DEFAULT_SEED, PROFILES, Profile, check_seed, get_device, get_profile,
+                     seed_everything, use_deterministic_kernels)
+from .spec import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,28 @@ class Run:
             size = min(size, data.split_size(split))
         return data.load_mnist(split, size=size)
 
+    def characters(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """This run's characters: ``Profile.characters`` background characters (all of them on a
+        GPU), and every evaluation character (they are only embedded, never trained on)."""
+        classes = self.profile.characters if split == characters.BACKGROUND_SPLIT else None
+        return characters.load_characters(split, classes=classes)
+
+    def spec(self, method: str, dim: int = 2, **settings: Any) -> TrainSpec:
+        """What to train: ``method`` at embedding size ``dim``, with this run's epochs, batch size,
+        learning rate, frames and seed, and the method's own ``settings`` (the fields of
+        :class:`~fewshot.spec.TrainSpec`: ``miner="batch_hard"``, ``margin=SOFT``, ...; ``epochs``
+        or ``seed`` override the run's)."""
+        p = self.profile
+        schedule = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr,
+                    "frames": p.frames, "seed": self.seed}
+        return TrainSpec(method=method, embed_dim=dim, **{**schedule, **settings})
+
+    def with_epochs(self, epochs: int | None) -> Run:
+        """This run with ``epochs`` training epochs instead of the profile's (``None``: as is),
+        for the command line's ``--epochs``."""
+        return self if epochs is None else replace(self, profile=replace(self.profile,
+                                                                         epochs=epochs))
+
     def __str__(self) -> str:
         """What :func:`setup` prints: device, size and data source on one line, then how to ask for
         the other size (two short lines, so they fit the page's column)."""
@@ -54,7 +85,7 @@ def setup(seed: int = DEFAULT_SEED, *, verbose: bool = True) -> Run:
     Returns:
         A :class:`Run`; notebooks read ``run.device``, ``run.profile`` and ``run.seed``.
     """
-    set_current_seed(seed)
+    check_seed(seed)
     use_deterministic_kernels()
     device = get_device()
     profile = get_profile(device)

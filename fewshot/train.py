@@ -131,8 +131,7 @@ def _has_batchnorm(model: nn.Module) -> bool:
 def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
         batch_size: int, lr: float, batch_sampler: Iterable[list[int]] | None = None,
         optimizer: torch.optim.Optimizer | None = None, validate: Validate | None = None,
-        on_epoch: Callable[[int, nn.Module], None] | None = None,
-        device: torch.device | None = None, seed: int = 0, desc: str = "training",
+        on_epoch: Callable[[int, nn.Module], None] | None = None, seed: int = 0, desc: str = "training",
         progress: bool | None = None) -> History:
     """Train ``model`` on ``(images, labels)`` with ``step``; return a :class:`History`.
 
@@ -143,7 +142,7 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
     adjust the model (anneal a margin, record a frame).
 
     Args:
-        model: the network; moved to ``device`` (default: the run's device).
+        model: the network; moved to the run's device (:func:`fewshot.config.get_device`).
         step: ``step(model, images, labels) → loss`` (:func:`metric_step`, :func:`class_step`, …).
         images, labels: ``(N, ...)`` finite images and ``(N,)`` integer labels.
         epochs: ≥ 0. batch_size: ≥ 2 (a batch of one cannot train BatchNorm). lr: > 0.
@@ -163,7 +162,7 @@ def fit(model: nn.Module, step: Step, images: torch.Tensor, labels: torch.Tensor
         raise ValueError("the dataset is empty")
     if batch_size < 2 and _has_batchnorm(model) and batch_sampler is None:
         raise ValueError(f"batch_size={batch_size}: a batch of one cannot train BatchNorm; use ≥ 2")
-    device = device or get_device()
+    device = get_device()
     progress = settings().progress if progress is None else progress
     # channels_last: the book's CNN trains 1.1–1.2× faster in it on a CPU (benchmarks/bench_train.py)
     layout = torch.channels_last if images.ndim == 4 else torch.contiguous_format

@@ -1,10 +1,9 @@
-"""Shared fixtures: offline, fast settings; MNIST loaded once; a private model cache, a fresh training
-ledger, fresh cache warnings and the default run seed for every test."""
+"""Shared fixtures: offline, fast settings; MNIST loaded once; a private model cache (and so a fresh
+training ledger and fresh cache warnings) for every test; a quick run."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 os.environ.setdefault("FEWSHOT_FAST", "1")
@@ -19,7 +18,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import fewshot.cache as cache  # noqa: E402
-import fewshot.config as config  # noqa: E402
 
 # One thread: on a small, shared CI machine two OpenMP threads competing with other jobs run the
 # tiny training tests many times slower (measured: 0.5 s vs 11 s for the same fit).
@@ -51,13 +49,13 @@ def _private_model_cache(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
     monkeypatch.delenv("FEWSHOT_LEDGER", raising=False)
     monkeypatch.setenv("FEWSHOT_PROGRESS", "0")
-    monkeypatch.setattr(cache, "_WARNED", set())
-    monkeypatch.setattr(cache, "LEDGER", [])
-    monkeypatch.setattr(config, "_RUN_SEED", [config.DEFAULT_SEED])
-    monkeypatch.setattr(cache, "_CLAIMS", {})
-    yield
-    for path in list(cache._CLAIMS):
-        cache.release(Path(path))
+    first = cache.default()
+    yield  # a fresh cache folder is a fresh ModelCache: its own ledger, warnings and claims
+    first.release_all()
+    try:
+        cache.default().release_all()  # the test's own folder, if it set another
+    except ValueError:  # a test left a bad FEWSHOT_* value (monkeypatch undoes it next)
+        pass
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +86,11 @@ def tiny(small_train: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     idx = stratified_subset(labels, 64, seed=2)
     idx = idx[torch.randperm(64, generator=torch.Generator().manual_seed(0))]
     return images[idx], labels[idx]
+
+
+@pytest.fixture(scope="session")
+def run():
+    """A quick run with seed 0 (what ``fewshot.setup()`` returns), set up once, silently."""
+    from fewshot import setup
+
+    return setup(verbose=False)

@@ -142,3 +142,107 @@ def test_the_environment_check_sees_a_read(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
     assert environment_reads("bad") == ["bad.py:2 from os import getenv", "bad.py:3 os.environ"]
     assert environment_reads.__module__ == __name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The run is explicit: the entry layer decides profile, seed and data; nothing below fetches them
+
+# Only these decide the run: ``setup`` (run.py) and the command line (__main__.py). The table
+# builders that take the Run (``compare.compare(run)``, ``compare.evaluate_method(run, spec)``,
+# ``oneshot.oneshot(run)``, ``protocol.verification_results(run)``, ``export.build_demo(run, ...)``,
+# ``plan.run_plan(run)``) read it from their ``run`` argument, so they need no exception here.
+ENTRY_LAYER = {"run", "__main__"}
+RUN_GETTERS = {"get_profile", "current_seed", "resolve_seed", "load_run_data", "load_run_characters"}
+
+
+def run_getter_calls(name: str) -> list[str]:
+    """``file:line name`` of every call of a :data:`RUN_GETTERS` function in ``name``, whether
+    called by its name or as an attribute (``config.get_profile()``)."""
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(
+                func, ast.Attribute) else None
+            if called in RUN_GETTERS:
+                found.append(f"{name}.py:{node.lineno} {called}()")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES + ["__init__", "__main__"]
+                                  if m not in ENTRY_LAYER])
+def test_no_run_getter_below_the_entry_layer(name: str) -> None:
+    """Profile, seed and data arrive as arguments (a Run, a spec, a seed) below ``run`` and
+    ``__main__``: no library function looks them up for itself."""
+    assert not run_getter_calls(name), run_getter_calls(name)
+
+
+def test_the_run_getter_check_sees_a_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bad.py").write_text("from .config import get_profile\nimport fewshot.data as d\n"
+                                     "def f():\n    return get_profile().epochs, d.load_run_data()\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
+    assert run_getter_calls("bad") == ["bad.py:4 get_profile()", "bad.py:4 load_run_data()"]
+
+
+# Module-level containers that are constant tables (never changed after import), each with why.
+# Anything else built at import (a list, dict or set, or a call's result) would be run state.
+CONSTANT_TABLES = {
+    "characters.OMNIGLOT_FOLDERS": "split → Omniglot's folder name",
+    "compare.MARKDOWN_HEADS": "column → its header",
+    "config.PROFILES": "the run sizes (frozen Profiles)",
+    "config.RENAMED": "old profile names → new",
+    "config.VARIABLES": "the environment variables and what they do",
+    "data.MNIST_SIZES": "MNIST's split sizes",
+    "export.FILES": "the deployed files' names",
+    "margins.HEADS": "method → head class",
+    "oneshot.CHARACTER_METHODS": "chapter 8's models: method and settings",
+    "oneshot.CHARACTER_ALTERNATIVES": "the runs chapter 8's defaults were chosen against",
+    "oneshot.SETTING_HEADS": "(N, K) → its short header",
+    "plan.HERMANS": "chapter 5's batch-hard settings",
+    "plan.ALL_CHARACTERS": "chapter 8's trainings (frozen Trainings)",
+    "plan.CHAPTERS": "what each notebook trains",
+    "plots.DIGIT_COLORS": "one colour per digit",
+    "plots.PAIR_COLORS": "pair kind → colour",
+    "plots.METHOD_STYLES": "line styles per method",
+    "plots.METRIC_LABELS": "metric → axis label",
+    "printed.DISTORTION": "the printed glyphs' distortion (a frozen dataclass)",
+    "protocol.VERIFY_METHODS": "data → the methods chapter 9 measures",
+    "recipes.PROTONET": "protonet's default training episode",
+    "recipes.SPHEREFACE_LAMBDA": "SphereFace's λ schedule constants",
+    "spec._USES": "setting → the methods that use it",
+    "spec.FIELDS": "TrainSpec's field names (a tuple)",
+    "widgets.HAS_STACK": "a feature test of ipywidgets (a bool)",
+}
+
+
+def module_state(name: str) -> list[str]:
+    """``module.NAME`` of every module-level assignment in ``name`` of a list, dict or set
+    (literal or comprehension) or of a call's result, but ``__all__``."""
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+    mutable = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp, ast.Call)
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, mutable):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for t in ast.walk(target):
+                    if isinstance(t, ast.Name) and t.id != "__all__":
+                        found.append(f"{name}.{t.id}")
+    return found
+
+
+@pytest.mark.parametrize("name", MODULES + ["__init__", "__main__"])
+def test_no_module_level_run_state(name: str) -> None:
+    """No module keeps run state in a global (a ledger, a seed, loaded data): that lives in the
+    Run, a ModelCache, or a memo keyed by its arguments (``functools.lru_cache``)."""
+    state = [s for s in module_state(name) if s not in CONSTANT_TABLES]
+    assert not state, f"{state}: module-level state; if it is a constant table, add it to " \
+                      "CONSTANT_TABLES with the reason"
+
+
+def test_the_module_state_check_sees_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bad.py").write_text("LEDGER: list[dict] = []\n_RUN_SEED = [0]\n_SEEN = set()\n"
+                                     "__all__ = ['x']\nLIMIT = 3\nNAMES = ('a', 'b')\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
+    assert module_state("bad") == ["bad.LEDGER", "bad._RUN_SEED", "bad._SEEN"]

@@ -38,10 +38,10 @@ def test_save_then_load_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "m-key.pt"
     src = model(1)
     snaps = [weights(model(2))]
-    assert cache.save(path, src, {"history": {"loss": [1.5]}}, snapshots=snaps)
+    assert cache.default().save(path, src, {"history": {"loss": [1.5]}}, snapshots=snaps)
     assert [p.name for p in tmp_path.iterdir()] == ["m-key.pt"]  # no temporary file left behind
     dst = model(3)
-    saved, messages = caught(lambda: cache.load(path, dst))
+    saved, messages = caught(lambda: cache.default().load(path, dst))
     assert messages == []
     assert saved["meta"] == {"history": {"loss": [1.5]}}
     assert all(torch.equal(a, b) for a, b in zip(weights(dst).values(), weights(src).values()))
@@ -51,7 +51,7 @@ def test_save_then_load_roundtrip(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_a_silent_miss(tmp_path: Path) -> None:
-    result, messages = caught(lambda: cache.load(tmp_path / "nothing.pt", model()))
+    result, messages = caught(lambda: cache.default().load(tmp_path / "nothing.pt", model()))
     assert result is None and messages == []
 
 
@@ -59,7 +59,7 @@ def test_missing_file_is_a_silent_miss(tmp_path: Path) -> None:
                                   "non-finite"])
 def test_bad_file_is_a_miss_with_one_warning_and_leaves_the_model_alone(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "m-key.pt"
-    cache.save(path, model(1), {})
+    cache.default().save(path, model(1), {})
     if kind == "truncated":
         path.write_bytes(path.read_bytes()[:200])
     elif kind == "garbage":
@@ -67,7 +67,7 @@ def test_bad_file_is_a_miss_with_one_warning_and_leaves_the_model_alone(kind: st
     elif kind == "other version":
         torch.save({**torch.load(path, weights_only=True), "format": cache.FORMAT + 1}, path)
     elif kind == "wrong shape":
-        cache.save(path, model(1, dim=5), {})
+        cache.default().save(path, model(1, dim=5), {})
     elif kind == "not a dict":
         torch.save([torch.zeros(2)], path)
     elif kind == "non-finite":
@@ -76,11 +76,11 @@ def test_bad_file_is_a_miss_with_one_warning_and_leaves_the_model_alone(kind: st
         torch.save(saved, path)
     target = model(7)
     before = weights(target)
-    result, messages = caught(lambda: cache.load(path, target))
+    result, messages = caught(lambda: cache.default().load(path, target))
     assert result is None
     assert len(messages) == 1 and "\n" not in messages[0] and "m-key.pt" in messages[0]
     assert all(torch.equal(before[k], v) for k, v in weights(target).items())  # nothing half-loaded
-    _, again = caught(lambda: cache.load(path, target))
+    _, again = caught(lambda: cache.default().load(path, target))
     assert again == []  # one warning per file, not one per attempt
 
 
@@ -89,7 +89,7 @@ def test_non_finite_weights_are_never_cached(tmp_path: Path) -> None:
     with torch.no_grad():
         m[0].weight[1, 2] = math.inf
     path = tmp_path / "nan-key.pt"
-    written, messages = caught(lambda: cache.save(path, m, {}))
+    written, messages = caught(lambda: cache.default().save(path, m, {}))
     assert written is False and not path.exists() and not any(tmp_path.iterdir())
     assert len(messages) == 1 and "not finite" in messages[0]
 
@@ -97,7 +97,7 @@ def test_non_finite_weights_are_never_cached(tmp_path: Path) -> None:
 def test_unwritable_directory_warns_once(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    results, messages = caught(lambda: [cache.save(blocker / "sub" / f"m{i}-key.pt", model(), {})
+    results, messages = caught(lambda: [cache.default().save(blocker / "sub" / f"m{i}-key.pt", model(), {})
                                         for i in range(3)])
     assert results == [False, False, False]
     assert len(messages) == 1 and "cannot be written" in messages[0] and "in memory" in messages[0]
@@ -105,13 +105,13 @@ def test_unwritable_directory_warns_once(tmp_path: Path) -> None:
 
 def test_enabled_and_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
-    assert cache.cache_dir() == tmp_path and cache.path_for("a", "k") == tmp_path / "a-k.pt"
-    assert cache.enabled()
+    assert cache.default().directory == tmp_path and cache.default().path_for("a", "k") == tmp_path / "a-k.pt"
+    assert cache.default().enabled
     monkeypatch.setenv("FEWSHOT_CACHE", "0")
-    assert not cache.enabled()
+    assert not cache.default().enabled
     monkeypatch.setenv("FEWSHOT_CACHE", "sometimes")
     with pytest.raises(ValueError, match="FEWSHOT_CACHE='sometimes'"):
-        cache.enabled()
+        cache.default().enabled
 
 
 def test_make_key_covers_spec_data_and_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,32 +138,32 @@ def test_source_hash_follows_the_code(monkeypatch: pytest.MonkeyPatch, tmp_path:
 # the ledger
 
 def test_record_and_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cache.summary() == "no models trained"
+    assert cache.default().summary() == "no models trained"
     ledger = tmp_path / "ledger.jsonl"
     monkeypatch.setenv("FEWSHOT_LEDGER", str(ledger))
-    cache.record("siamese-2d", "k1", {"method": "siamese"}, 12.345, cached=False)
-    cache.record("softmax-2d", "k2", {"method": "softmax"}, 20.0, cached=False)
-    cache.record("siamese-2d", "k1", {"method": "siamese"}, 12.345, cached=True)
-    entry = cache.LEDGER[0]
+    cache.default().record("siamese-2d", "k1", {"method": "siamese"}, 12.345, cached=False)
+    cache.default().record("softmax-2d", "k2", {"method": "softmax"}, 20.0, cached=False)
+    cache.default().record("siamese-2d", "k1", {"method": "siamese"}, 12.345, cached=True)
+    entry = cache.default().entries[0]
     assert (entry["name"], entry["key"], entry["spec"], entry["seconds"], entry["cached"]) == (
         "siamese-2d", "k1", {"method": "siamese"}, 12.35, False)
-    assert cache.summary() == "1 model from the cache, 2 trained in 32 s"
-    assert cache.summary(cache.LEDGER[:1]) == "1 trained in 12 s"
-    assert cache.summary([cache.LEDGER[2]] * 3) == "3 models from the cache"
-    assert cache.read_ledger(ledger) == json.loads(json.dumps(cache.LEDGER))  # the same, on disk
-    assert cache.duplicates(cache.LEDGER) == {}  # trained once, loaded once
-    report = cache.ledger_report(cache.LEDGER)
-    assert report.splitlines()[-1] == cache.summary() and len(report.splitlines()) == 4
+    assert cache.default().summary() == "1 model from the cache, 2 trained in 32 s"
+    assert cache.summary(cache.default().entries[:1]) == "1 trained in 12 s"
+    assert cache.summary([cache.default().entries[2]] * 3) == "3 models from the cache"
+    assert cache.read_ledger(ledger) == json.loads(json.dumps(cache.default().entries))  # the same, on disk
+    assert cache.duplicates(cache.default().entries) == {}  # trained once, loaded once
+    report = cache.ledger_report(cache.default().entries)
+    assert report.splitlines()[-1] == cache.default().summary() and len(report.splitlines()) == 4
 
 
 def test_duplicates_finds_a_key_trained_twice() -> None:
-    cache.record("a", "k1", {}, 1.0, cached=False)
-    cache.record("a", "k2", {}, 1.0, cached=False)
-    cache.record("a", "k1", {}, 1.0, cached=True)
-    assert cache.duplicates(cache.LEDGER) == {}
-    cache.record("a", "k1", {}, 1.0, cached=False)
-    cache.record("a", "k1", {}, 1.0, cached=False)
-    assert cache.duplicates(cache.LEDGER) == {"a-k1": 3}
+    cache.default().record("a", "k1", {}, 1.0, cached=False)
+    cache.default().record("a", "k2", {}, 1.0, cached=False)
+    cache.default().record("a", "k1", {}, 1.0, cached=True)
+    assert cache.duplicates(cache.default().entries) == {}
+    cache.default().record("a", "k1", {}, 1.0, cached=False)
+    cache.default().record("a", "k1", {}, 1.0, cached=False)
+    assert cache.duplicates(cache.default().entries) == {"a-k1": 3}
 
 
 def _check(path: Path) -> subprocess.CompletedProcess:
@@ -208,7 +208,7 @@ path = Path(sys.argv[1])
 m = torch.nn.Linear(4, 3)
 start = time.monotonic()
 print("waiting", flush=True)
-got = cache.load(path, m)
+got = cache.default().load(path, m)
 print("hit" if got is not None else "miss", f"{time.monotonic() - start:.1f}", flush=True)
 if got is not None:
     print(float(m.weight.sum()))
@@ -218,8 +218,8 @@ if got is not None:
 def test_a_miss_claims_the_file_and_another_process_waits_then_loads(tmp_path: Path) -> None:
     path = tmp_path / "m-key.pt"
     mine = nn.Linear(4, 3)
-    assert cache.load(path, mine) is None  # a miss: this process claims the file
-    assert str(path) in cache._CLAIMS and cache.lock_path(path).exists()
+    assert cache.default().load(path, mine) is None  # a miss: this process claims the file
+    assert str(path) in cache.default()._claims and cache.lock_path(path).exists()
     proc = subprocess.Popen([sys.executable, "-c", WAITER, str(path)], stdout=subprocess.PIPE,
                             text=True, cwd=ROOT, env={"PATH": "", "PYTHONPATH": str(ROOT),
                                                       "HOME": str(tmp_path)})
@@ -230,8 +230,8 @@ def test_a_miss_claims_the_file_and_another_process_waits_then_loads(tmp_path: P
         assert proc.poll() is None  # still waiting for this process's training
         with torch.no_grad():
             mine.weight.fill_(0.5)
-        assert cache.save(path, mine, {"x": 1})
-        assert str(path) not in cache._CLAIMS  # released by the save
+        assert cache.default().save(path, mine, {"x": 1})
+        assert str(path) not in cache.default()._claims  # released by the save
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -241,25 +241,25 @@ def test_a_miss_claims_the_file_and_another_process_waits_then_loads(tmp_path: P
 
 
 def test_claims_are_released_by_record_and_a_hit_claims_nothing(tmp_path: Path) -> None:
-    path = cache.path_for("m", "key")
-    assert cache.load(path, nn.Linear(4, 3)) is None and str(path) in cache._CLAIMS
-    cache.record("m", "key", {"a": 1}, 0.1, cached=False)  # trained, not saved (e.g. unwritable)
-    assert str(path) not in cache._CLAIMS
-    assert cache.save(path, nn.Linear(4, 3), {})
-    assert cache.load(path, nn.Linear(4, 3)) is not None and not cache._CLAIMS
-    assert cache.claim(path) and cache.claim(path)  # a second claim by the holder: no deadlock
-    cache.release(path)
-    cache.release(path)  # releasing twice is harmless
-    assert not cache._CLAIMS
+    path = cache.default().path_for("m", "key")
+    assert cache.default().load(path, nn.Linear(4, 3)) is None and str(path) in cache.default()._claims
+    cache.default().record("m", "key", {"a": 1}, 0.1, cached=False)  # trained, not saved (e.g. unwritable)
+    assert str(path) not in cache.default()._claims
+    assert cache.default().save(path, nn.Linear(4, 3), {})
+    assert cache.default().load(path, nn.Linear(4, 3)) is not None and not cache.default()._claims
+    assert cache.default().claim(path) and cache.default().claim(path)  # a second claim by the holder: no deadlock
+    cache.default().release(path)
+    cache.default().release(path)  # releasing twice is harmless
+    assert not cache.default()._claims
 
 
 def test_an_unlockable_directory_goes_on_without_the_lock(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     path = blocker / "m-key.pt"
-    (got, warned) = caught(lambda: cache.load(path, nn.Linear(4, 3)))
+    (got, warned) = caught(lambda: cache.default().load(path, nn.Linear(4, 3)))
     assert got is None and len(warned) == 1 and "cannot be written" in warned[0]
-    assert not cache._CLAIMS
+    assert not cache.default()._claims
 
 
 TRAINER = """
@@ -267,10 +267,12 @@ import sys
 import torch
 from fewshot.data import load_mnist, stratified_subset
 from fewshot.recipes import train_method
+from fewshot.run import setup
 torch.set_num_threads(1)
+run = setup(verbose=False)
 x, y = load_mnist("train")
 idx = stratified_subset(y, 640, seed=1)
-model, history = train_method("triplet", x[idx], y[idx], embed_dim=2, epochs=2, progress=False)
+model, history = train_method(run.spec("triplet", 2, epochs=2), x[idx], y[idx], progress=False)
 print(float(sum(p.sum() for p in model.parameters())))
 """
 

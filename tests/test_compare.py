@@ -14,12 +14,13 @@ import pytest
 import torch
 
 import fewshot.__main__ as cli
-import fewshot.compare as cmp
 from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, MethodResult, compare, evaluate_method,
                              format_table, markdown_table)
 from fewshot.evaluate import Score
 from fewshot.oneshot import choose_metric
+from fewshot.config import PROFILES
 from fewshot.data import stratified_subset
+from fewshot.run import Run
 from fewshot.tables import flat
 
 
@@ -76,13 +77,13 @@ def test_readable_table(json_run: tuple, monkeypatch: pytest.MonkeyPatch, capsys
     assert [flat(r) for r in rows] == json.loads(json_run[0].stdout)  # the JSON is the rows
     calls = []
 
-    def fake_compare(methods, dims, **kwargs):
-        calls.append((list(methods), list(dims), kwargs))
+    def fake_compare(run, methods, dims, **kwargs):
+        calls.append((run.seed, run.profile.epochs, list(methods), list(dims), kwargs))
         return rows
 
     monkeypatch.setattr(cli, "compare", fake_compare)
     assert cli.main(ARGS) == 0
-    assert calls == [(["softmax", "siamese"], [2], {"seed": 0, "epochs": 1, "cache": False})]
+    assert calls == [(0, 1, ["softmax", "siamese"], [2], {"cache": False})]
     out = capsys.readouterr().out
     assert out.strip() == format_table(rows)
     lines = out.strip().splitlines()
@@ -110,20 +111,21 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> None:
     assert "magic" in err and "--epochs: 0 is not ≥ 1" in err and "--seed: -1 is negative" in err
 
 
-def test_compare_rejects_unknown_methods() -> None:
+def test_compare_rejects_unknown_methods(run) -> None:
     with pytest.raises(ValueError, match="'magic'"):
-        compare(["softmax", "magic"], [2])
+        compare(run, ["softmax", "magic"], [2])
 
 
 def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict) -> None:
     """Two seeds on 200 training and 200 test digits: means, the spread between seeds, and the row."""
-    def small(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = mnist[split]
-        idx = stratified_subset(y, 200, seed=3)
-        return x[idx], y[idx]
+    class SmallRun(Run):
+        def mnist(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = mnist[split]
+            idx = stratified_subset(y, 200, seed=3)
+            return x[idx], y[idx]
 
-    monkeypatch.setattr(cmp, "load_run_data", small)
-    row = evaluate_method("softmax", 2, seeds=2, epochs=1, progress=False)
+    run = SmallRun(torch.device("cpu"), PROFILES["quick"], 0, "")
+    row = evaluate_method(run, run.spec("softmax", 2, epochs=1), seeds=2, progress=False)
     assert set(COLUMNS) <= set(flat(row))
     assert {f"{k}_std" for k in ("precision_at_1", "map_at_r", "fewshot_5way_1shot")} <= set(flat(row))
     assert (row.method, row.miner, row.sampling, row.metric, row.seeds) == (
@@ -167,11 +169,11 @@ def test_choose_metric_picks_the_distance_that_separates_the_validation_classes(
     labels = torch.arange(24).repeat_interleave(20)
     scale = torch.exp(3 * torch.rand(len(labels), generator=g))
     points = torch.stack([angles[labels].cos(), angles[labels].sin()], 1) * scale[:, None]
-    metric, scores = choose_metric(lambda x: x, (points, labels), seed=0)
+    metric, scores = choose_metric(lambda x: x, (points, labels), episodes=300, seed=0)
     assert metric == "cosine"
     assert sorted(scores) == ["cosine", "euclidean"]
     assert scores["cosine"].mean > scores["euclidean"].mean + 0.2
     # the same classes as points at one radius: a tie goes to the method's default distance
     ring = torch.stack([angles[labels].cos(), angles[labels].sin()], 1)
-    assert choose_metric(lambda x: x, (ring, labels), default="euclidean", seed=0)[0] == "euclidean"
-    assert choose_metric(lambda x: x, (ring, labels), default="cosine", seed=0)[0] == "cosine"
+    assert choose_metric(lambda x: x, (ring, labels), default="euclidean", episodes=300, seed=0)[0] == "euclidean"
+    assert choose_metric(lambda x: x, (ring, labels), default="cosine", episodes=300, seed=0)[0] == "cosine"

@@ -13,7 +13,7 @@ import torch
 
 import fewshot
 import fewshot.config as config
-from fewshot.config import (PROFILES, current_seed, env_flag, get_profile, resolve_seed, seed_everything,
+from fewshot.config import (PROFILES, check_seed, env_flag, get_profile, seed_everything,
                             use_deterministic_kernels)
 from fewshot.run import Run, setup
 
@@ -127,17 +127,15 @@ def test_readme_has_one_table_of_every_variable() -> None:
     assert sorted(rows) == sorted(config.VARIABLES)  # each variable in one row, once
 
 
-def test_run_seed_and_resolve_seed() -> None:
-    assert current_seed() == 0 and resolve_seed(None) == 0  # before setup(): the default seed
-    config.set_current_seed(5)
-    assert current_seed() == 5 and resolve_seed(None) == 5
-    assert resolve_seed(0) == 0 and resolve_seed(7) == 7  # an explicit seed wins
+def test_the_seed_lives_in_the_run_not_in_the_process() -> None:
+    assert not hasattr(config, "_RUN_SEED") and not hasattr(config, "current_seed")
+    assert check_seed(0) == 0 and check_seed(7) == 7
     for bad in (-1, 1.5, "3", True):
         with pytest.raises(ValueError, match=f"seed={bad!r}"):
-            resolve_seed(bad)
-        with pytest.raises(ValueError, match=f"seed={bad!r}"):
-            config.set_current_seed(bad)
-    assert current_seed() == 5  # a rejected seed changes nothing
+            check_seed(bad)
+    a, b = setup(5, verbose=False), setup(0, verbose=False)
+    assert (a.seed, b.seed) == (5, 0)  # each run keeps its own seed
+    assert a.spec("triplet").seed == 5 and b.spec("triplet").seed == 0
 
 
 def test_deterministic_kernels_are_separate_from_seeding() -> None:
@@ -176,7 +174,7 @@ def test_setup_prints_its_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     assert all(len(line) <= 80 for line in lines)  # they fit the page's column
     assert "\n".join(lines) == str(run)
     assert isinstance(run, Run) and run.profile.name == "quick" and run.seed == 3
-    assert current_seed() == 3  # recipes and evaluations now use seed 3
+    assert run.spec("siamese").seed == 3  # what the run trains uses seed 3
     assert torch.are_deterministic_algorithms_enabled()  # set by setup, once
     after_setup = torch.rand(3)
     seed_everything(3)
@@ -184,7 +182,6 @@ def test_setup_prints_its_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     assert fewshot.setup is setup and fewshot.Run is Run
     setup(verbose=False)
     assert capsys.readouterr().out == ""
-    assert current_seed() == 0
 
 
 def test_setup_rejects_a_bad_seed() -> None:

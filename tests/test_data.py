@@ -206,8 +206,12 @@ def test_corrupt_files_are_named_corrupt() -> None:
     assert "corrupt" in plain_reason(RuntimeError("File not found or corrupted."))
 
 
-def test_run_data_has_the_profile_size(mnist: dict) -> None:
-    x, y = data.load_run_data("train")
+def test_run_data_has_the_profile_size(mnist: dict, run) -> None:
+    x, y = run.mnist("train")
     assert len(x) == len(y) == 4000
     with pytest.raises(ValueError, match="'valid'"):
-        data.load_run_data("valid")
+        run.mnist("valid")
+    big = run.with_epochs(1)  # a profile larger than the offline digits: capped at all of them
+    from dataclasses import replace
+    big = replace(big, profile=replace(big.profile, train_size=12000))
+    assert len(big.mnist("train")[1]) == 4000

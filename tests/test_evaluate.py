@@ -210,21 +210,18 @@ def test_evaluate_matches_the_parts() -> None:
     assert shots.precision_at_1 is None and "P@1" not in str(shots)
 
 
-def test_evaluate_takes_the_run_seed_and_profile_episodes() -> None:
-    import fewshot.config as config
-    from fewshot.config import get_profile
-
+def test_evaluate_takes_its_episodes_and_seed() -> None:
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(len(LABELS), 3, generator=g)
     table = lambda x: emb[: len(x)]  # noqa: E731
-    default = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),))
-    assert len(default.shot(5, 1).accuracies) == get_profile().episodes
-    seed0 = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30)
-    config.set_current_seed(5)
-    seed5 = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30)
-    explicit0 = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30, seed=0)
+    with pytest.raises(ValueError, match="episodes= and seed="):
+        evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),))
+    seed0 = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30, seed=0)
+    seed5 = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30, seed=5)
+    again = evaluate(table, fewshot_pool=(IMAGES, LABELS), settings=((5, 1),), episodes=30, seed=0)
+    assert len(seed0.shot(5, 1).accuracies) == 30
     assert not torch.equal(seed0.shot(5, 1).accuracies, seed5.shot(5, 1).accuracies)
-    assert torch.equal(seed0.shot(5, 1).accuracies, explicit0.shot(5, 1).accuracies)
+    assert torch.equal(seed0.shot(5, 1).accuracies, again.shot(5, 1).accuracies)
 
 
 def test_evaluate_rejects_bad_numbers() -> None:
@@ -233,7 +230,7 @@ def test_evaluate_rejects_bad_numbers() -> None:
     with pytest.raises(ValueError, match="NaN"):
         evaluate(first_pixels, query=(bad_images, LABELS))
     with pytest.raises(ValueError, match="NaN"):
-        evaluate(first_pixels, fewshot_pool=(bad_images, LABELS), episodes=5)
+        evaluate(first_pixels, fewshot_pool=(bad_images, LABELS), episodes=5, seed=0)
     with pytest.raises(ValueError, match="NaN"):
         evaluate(lambda x: torch.full((len(x), 2), math.nan), query=(IMAGES, LABELS))
     with pytest.raises(ValueError, match="returned 199 rows for 200 images"):

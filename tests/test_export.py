@@ -43,7 +43,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     stand_in = TripletNet(net(1, 32))
     calls = []
 
-    def verification_model(method, data="characters", seed=None, **kw):
+    def verification_model(run, method, data="characters", **kw):
         calls.append(method)
         return stand_in, "euclidean"
 
@@ -61,7 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"out": out, "model": stand_in, "calls": calls, "result": seen[0]}
 
 
-def test_cli_writes_the_model_and_the_gallery(built: dict, capsys: pytest.CaptureFixture) -> None:
+def test_cli_writes_the_model_and_the_gallery(built: dict, capsys: pytest.CaptureFixture, run) -> None:
     out = built["out"]
     for name in export.FILES.values():
         assert (out / name).stat().st_size > 0, name
@@ -70,7 +70,7 @@ def test_cli_writes_the_model_and_the_gallery(built: dict, capsys: pytest.Captur
     assert data["format"] == EXPORT_FORMAT and data["metric"] == "euclidean"
     assert data["embedding_size"] == 32
     assert data["fingerprint"] == model_fingerprint(built["model"].embedding_net)
-    evaluation = set(protocol.verification_data("characters")[1].tolist())
+    evaluation = set(protocol.verification_data(run, "characters")[1].tolist())
     assert set(data["identities"]) == evaluation  # the gallery on load: every evaluation character
     assert len(data["extra"]["names"]) == len(data["identities"])
     # the thresholds are the calibration split's, never the test split's

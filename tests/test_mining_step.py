@@ -17,8 +17,13 @@ from torch import nn
 from fewshot import cache
 from fewshot.losses import ContrastiveLoss, TripletLoss
 from fewshot.models import EmbeddingNet, TripletNet
+from fewshot.config import PROFILES
 from fewshot.recipes import PAIR_MINERS, TRIPLET_MINERS, make_miner, train_method
+from fewshot.run import Run
+from fewshot.spec import SOFT
 from fewshot.train import metric_step
+
+SPEC = Run(torch.device("cpu"), PROFILES["quick"], 0, "").spec
 
 TRIPLET_LOSSES = {"margin 1": TripletLoss(1.0), "soft, plain distances": TripletLoss("soft", squared=False)}
 
@@ -40,8 +45,7 @@ def run_step(miner_name: str, kind: str, loss: nn.Module, rows: torch.Tensor, la
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """One mined step on a :class:`Table`; returns the loss and the gradient of the table."""
     model = Table(rows)
-    margin = loss.margin if kind == "triplet" else 1.0
-    step = metric_step(loss, make_miner(miner_name, kind, margin, seed=0))
+    step = metric_step(loss, make_miner(miner_name, kind, seed=0))
     value = step(model, torch.arange(len(labels)), labels)
     value.backward()
     return value.detach(), model.weight.grad
@@ -78,7 +82,7 @@ def test_batch_hard_picks_the_coincident_items() -> None:
     """The edge case above is really exercised: batch-hard pairs item 4 with item 0 as a negative
     at distance zero, and the tie-free hardest positive of item 0 is item 1 (distance zero)."""
     rows, labels = coincident_batch()
-    a, p, n = make_miner("batch_hard", "triplet", 1.0, seed=0)(rows, labels)
+    a, p, n = make_miner("batch_hard", "triplet", seed=0)(rows, labels)
     assert (a[0], p[0], n[0]) == (0, 1, 4)
 
 
@@ -108,7 +112,7 @@ def test_real_network_batch_hard_with_a_duplicated_image(small_train: tuple) -> 
     model = TripletNet(EmbeddingNet(2))
     for name, loss in TRIPLET_LOSSES.items():
         model.zero_grad()
-        value = metric_step(loss, make_miner("batch_hard", "triplet", 1.0, seed=0))(model, x, y)
+        value = metric_step(loss, make_miner("batch_hard", "triplet", seed=0))(model, x, y)
         value.backward()
         grads = [q.grad for q in model.parameters() if q.grad is not None]
         assert torch.isfinite(value), name
@@ -117,7 +121,7 @@ def test_real_network_batch_hard_with_a_duplicated_image(small_train: tuple) -> 
 
 CONFIGS = [  # (method, miner, sampler, margin, options)
     *[("triplet", m, s, None, None) for m in TRIPLET_MINERS for s in ("random", "pk")],
-    ("triplet", "batch_hard", "pk", "soft", {"squared": False}),
+    ("triplet", "batch_hard", "pk", SOFT, {"squared": False}),
     *[("siamese", m, "random", None, None) for m in PAIR_MINERS],
     ("siamese", "hardest_negative", "pk", None, None),
 ]
@@ -127,12 +131,12 @@ def test_every_miner_and_sampler_trains_and_gets_its_own_cache_entry(small_train
     images, labels = small_train
     seen: dict[tuple, tuple[str, str]] = {}
     for method, miner, sampler, margin, options in CONFIGS:
-        start = len(cache.LEDGER)
-        model, history = train_method(method, images, labels, embed_dim=2, miner=miner, sampler=sampler,
-                                      margin=margin, options=options, epochs=1, progress=False)
+        start = len(cache.default().entries)
+        spec = SPEC(method, 2, miner=miner, sampler=sampler, margin=margin, epochs=1, **(options or {}))
+        model, history = train_method(spec, images, labels, progress=False)
         assert len(history.loss) == 1 and all(torch.isfinite(torch.tensor(history.loss)))
         assert model.get_embedding(images[:4]).shape == (4, 2)
-        (entry,) = cache.LEDGER[start:]
+        (entry,) = cache.default().entries[start:]
         assert not entry["cached"]
         assert entry["spec"]["miner"] == miner and entry["spec"]["sampler"] == sampler
         seen[(method, miner, sampler, margin)] = (entry["name"], entry["key"])
@@ -141,9 +145,9 @@ def test_every_miner_and_sampler_trains_and_gets_its_own_cache_entry(small_train
     names = {(cfg[0], cfg[1], cfg[2]): name for cfg, (name, _) in seen.items()}
     assert len(set(names.values())) == len(names), "two miners/samplers share a cache name"
     # the same spec again comes from the cache, under the same name and key
-    start = len(cache.LEDGER)
-    train_method("triplet", images, labels, embed_dim=2, miner="batch_hard", sampler="pk", epochs=1,
+    start = len(cache.default().entries)
+    train_method(SPEC("triplet", 2, miner="batch_hard", sampler="pk", epochs=1), images, labels,
                  progress=False)
-    (entry,) = cache.LEDGER[start:]
+    (entry,) = cache.default().entries[start:]
     assert entry["cached"]
     assert (entry["name"], entry["key"]) == seen[("triplet", "batch_hard", "pk", None)]

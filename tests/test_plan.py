@@ -8,13 +8,16 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import fewshot.plan as plan
 from fewshot.config import PROFILES
 from fewshot.plan import CHAPTERS, Row, Training, expand, row, train, training_seconds
 from fewshot.recipes import METHODS, train_method
+from fewshot.run import Run
 
 QUICK = PROFILES["quick"]
+RUN = Run(torch.device("cpu"), QUICK, 0, "")
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
@@ -29,7 +32,7 @@ def test_training_seconds_arithmetic() -> None:
     half = train("triplet", 2, miner="random", epochs=0.5)
     assert training_seconds(half, 1000, 0, QUICK, 100.0) == pytest.approx(5 * 1000 * c / 100)
     batch_all = plan.BATCH_ALL_COST  # the triplet loss over every triplet costs more per image
-    assert t.miner is None and training_seconds(t, 1000, 0, QUICK, 100.0) == pytest.approx(
+    assert t.miner == "all" and training_seconds(t, 1000, 0, QUICK, 100.0) == pytest.approx(
         10 * 1000 * batch_all / 100)
     soft = train("softmax", 32)
     assert training_seconds(soft, 1000, 0, QUICK, 100.0) == pytest.approx(10 * 1000 * c / 100)
@@ -87,14 +90,14 @@ def test_cache_path_is_the_one_train_method_writes(tiny: tuple, small_train: tup
     fails first."""
     x, y = tiny
     val = small_train
-    for t, kw in ((train("triplet", 2, epochs=0.1), {"epochs": 1}),
-                  (train("siamese", 3, miner="random", val=True), {"miner": "random", "val": val}),
-                  (train("arcface", 2, options={"scale": 8.0}, margin=0.2),
-                   {"options": {"scale": 8.0}, "margin": 0.2})):
-        path = plan.cache_path(t, x, y, val if t.val else None, QUICK, seed=0)
+    for t, kw, spec in ((train("triplet", 2, epochs=0.1), {}, RUN.spec("triplet", 2, epochs=1)),
+                        (train("siamese", 3, miner="random", val=True), {"val": val},
+                         RUN.spec("siamese", 3, miner="random")),
+                        (train("arcface", 2, scale=8.0, margin=0.2), {},
+                         RUN.spec("arcface", 2, scale=8.0, margin=0.2))):
+        path = plan.cache_path(t, x, y, val if t.val else None, RUN)
         assert not path.exists()
-        train_method(t.method, x, y, embed_dim=t.dim, progress=False,
-                     **{"epochs": QUICK.epochs, **kw})
+        train_method(spec, x, y, progress=False, **kw)
         assert path.exists(), (t, sorted(p.name for p in path.parent.iterdir()))
 
 
@@ -108,7 +111,7 @@ def test_chapters_name_the_notebooks_and_methods_they_train() -> None:
         source = "\n".join("".join(c["source"]) for c in notebook["cells"]
                            if c["cell_type"] == "code")
         planned = {t.method for t in expand(items, 1)}
-        for method in re.findall(r'(?:train_method|evaluate_method)\(\s*"([\w+]+)"', source):
+        for method in re.findall(r'\.spec\(\s*"([\w+]+)"', source):
             assert method in METHODS and method in planned, (chapter, method)
             calls += 1
         assert all(isinstance(i, (Training, Row)) for i in items)
@@ -119,8 +122,8 @@ def test_plan_command(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyP
     from fewshot.__main__ import main
 
     monkeypatch.setattr(plan, "throughput", lambda batch, seconds=2.0: 1000.0)  # no probe here
-    monkeypatch.setattr("fewshot.__main__.run_plan", lambda profile, seed, fresh: plan.run_plan(
-        profile, seed, rate=1000.0, fresh=fresh))
+    monkeypatch.setattr("fewshot.__main__.run_plan", lambda run, fresh: plan.run_plan(
+        run, rate=1000.0, fresh=fresh))
     assert main(["plan", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rate"] == 1000.0 and [c["chapter"] for c in out["chapters"]] == list(CHAPTERS)
@@ -132,7 +135,7 @@ def test_plan_beside_a_ledger(tiny: tuple, tmp_path: Path) -> None:
     x, y = tiny
     models = {"digits": (x, y)}
     t = train("siamese", 2, miner="random")
-    locate = lambda t: plan.cache_path(t, *models["digits"], None, QUICK, 0)  # noqa: E731
+    locate = lambda t: plan.cache_path(t, *models["digits"], None, RUN)  # noqa: E731
     plans = plan.plan({"a": [train("arcface", 3)], "b": [t]}, QUICK, 100.0,
                       {"digits": len(y), "seen": 0, "characters": 0}, 0, locate)
     path = locate(t)

@@ -21,8 +21,12 @@ from fewshot.config import use_deterministic_kernels
 from fewshot.data import stratified_subset
 from fewshot.evaluate import evaluate
 from fewshot.models import embed
+from fewshot.config import PROFILES
 from fewshot.recipes import METHODS, build, precision_validator, train_method
+from fewshot.run import Run
 from fewshot.tables import flat
+
+SPEC = Run(torch.device("cpu"), PROFILES["quick"], 0, "").spec  # specs at the quick size, seed 0
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -46,7 +50,7 @@ def test_build_gives_a_model_and_a_step_that_trains(method: str, tiny: tuple) ->
     if method == "protonet":  # one episode: 3 classes × (2 support + 2 queries), class by class
         idx = torch.cat([torch.nonzero(labels == c).flatten()[:4] for c in (0, 1, 2)])
         images, labels = images[idx], labels[idx]
-    recipe = build(method, 2, 10, options={"k_shot": 2} if method == "protonet" else None)
+    recipe = build(SPEC(method, 2, **({"k_shot": 2} if method == "protonet" else None or {})), 10)
     model = recipe.model
     assert model.get_embedding(images[:4]).shape == (4, 2)
     loss = recipe.step(model, images, labels)
@@ -57,9 +61,9 @@ def test_build_gives_a_model_and_a_step_that_trains(method: str, tiny: tuple) ->
 
 def test_build_rejects_unknown_methods_and_miners() -> None:
     with pytest.raises(ValueError, match="'magic'"):
-        build("magic", 2, 10)
+        build(SPEC("magic", 2), 10)
     with pytest.raises(ValueError, match="'batch_hard'"):  # a triplet miner for pairs
-        build("siamese", 2, 10, miner="batch_hard")
+        build(SPEC("siamese", 2, miner="batch_hard"), 10)
 
 
 def test_precision_validator() -> None:
@@ -92,8 +96,7 @@ def test_precision_validator() -> None:
 @pytest.mark.parametrize("method, miner", [("softmax", None), ("siamese", "all"), ("triplet", "random")])
 def test_train_method_deterministic(method: str, miner: str | None, tiny: tuple) -> None:
     images, labels = tiny
-    runs = [train_method(method, images, labels, miner=miner, epochs=1, seed=s, cache_models=False,
-                         progress=False)[0]
+    runs = [train_method(SPEC(method, 2, miner=miner, epochs=1, seed=s), images, labels, cache=False, progress=False)[0]
             for s in (5, 5, 6)]
     a, b, c = (_weights(m) for m in runs)
     assert same(a, b)
@@ -110,8 +113,9 @@ def test_in_batch_training_is_deterministic_with_two_threads(method: str, tiny: 
     use_deterministic_kernels()
     torch.set_num_threads(2)
     try:
-        a, b = (_weights(train_method(method, images, labels, epochs=1, seed=3, cache_models=False,
-                                      progress=False)[0]) for _ in range(2))
+        spec = SPEC(method, 2, epochs=1, seed=3)
+        a, b = (_weights(train_method(spec, images, labels, cache=False, progress=False)[0])
+                for _ in range(2))
     finally:
         torch.set_num_threads(threads)
     assert same(a, b)
@@ -122,7 +126,7 @@ def test_train_method_leaves_deterministic_mode_alone(tiny: tuple) -> None:
     before = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(False)
-        train_method("softmax", *tiny, epochs=1, cache_models=False, progress=False)
+        train_method(SPEC("softmax", 2, epochs=1), *tiny, cache=False, progress=False)
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before, warn_only=True)
@@ -134,9 +138,11 @@ def test_the_run_seed_reaches_the_models_and_the_numbers(tiny: tuple, mnist: dic
     pool = mnist["test"][0][idx], mnist["test"][1][idx]
 
     def one_run(seed: int) -> tuple[dict, dict]:
-        fewshot.setup(seed, verbose=False)
-        model, _ = train_method("siamese", images, labels, epochs=1, cache_models=False, progress=False)
-        result = evaluate(model, query=pool, fewshot_pool=pool, settings=((5, 1),), episodes=20)
+        run = fewshot.setup(seed, verbose=False)
+        model, _ = train_method(run.spec("siamese", 2, epochs=1), images, labels, cache=False,
+                                progress=False)
+        result = evaluate(model, query=pool, fewshot_pool=pool, settings=((5, 1),), episodes=20,
+                          seed=run.seed)
         return _weights(model), flat(result)
 
     w0, e0 = one_run(0)
@@ -145,60 +151,58 @@ def test_the_run_seed_reaches_the_models_and_the_numbers(tiny: tuple, mnist: dic
     assert same(w0, w0_again) and e0 == e0_again  # setup(0) reproduces weights and numbers
     assert not same(w0, w5)  # setup(5) changes the weights ...
     assert e0 != e5  # ... and the numbers
-    explicit, _ = train_method("siamese", images, labels, epochs=1, seed=5, cache_models=False,
-                               progress=False)
+    explicit, _ = train_method(SPEC("siamese", 2, epochs=1, seed=5), images, labels, cache=False, progress=False)
     assert same(_weights(explicit), w5)  # an explicit seed is the same as the run's seed
 
 
 def test_softmax_triplet_fine_tunes_the_cached_softmax(tiny: tuple) -> None:
-    model, history = train_method("softmax+triplet", *tiny, epochs=2, progress=False)
-    assert [e["spec"]["method"] for e in cache.LEDGER] == ["softmax", "softmax+triplet"]
+    model, history = train_method(SPEC("softmax+triplet", 2, epochs=2), *tiny, progress=False)
+    assert [e["spec"]["method"] for e in cache.default().entries] == ["softmax", "softmax+triplet"]
     assert model.get_embedding(tiny[0][:3]).shape == (3, 2) and len(history.loss) == 1  # epochs // 2
-    again, _ = train_method("softmax+triplet", *tiny, epochs=2, progress=False)
-    assert [e["cached"] for e in cache.LEDGER] == [False, False, True, True]
+    again, _ = train_method(SPEC("softmax+triplet", 2, epochs=2), *tiny, progress=False)
+    assert [e["cached"] for e in cache.default().entries] == [False, False, True, True]
     assert same(_weights(model), _weights(again))
 
 
 @pytest.mark.parametrize("method, kwargs", [
-    ("arcface", {}), ("protonet", {"options": {"n_way": 5, "k_shot": 2, "n_query": 2}}),
+    ("arcface", {}), ("protonet", {"n_way": 5, "k_shot": 2, "n_query": 2}),
     ("triplet", {"miner": "batch_hard", "sampler": "pk"}), ("siamese", {"miner": "hardest_negative"}),
-    ("supcon", {"sampler": "pk", "options": {"temperature": 0.2}}),
-    ("siamese", {"sampler": "pk", "options": {"reduction": "mean_active"}}),
-    ("triplet", {"options": {"reduction": "mean_active"}}),
+    ("supcon", {"sampler": "pk", "temperature": 0.2}),
+    ("siamese", {"sampler": "pk", "reduction": "mean_active"}),
+    ("triplet", {"reduction": "mean_active"}),
 ])
 def test_other_methods_train(method: str, kwargs: dict, tiny: tuple) -> None:
-    model, history = train_method(method, *tiny, embed_dim=3, epochs=1, cache_models=False, progress=False,
-                                  **kwargs)
+    model, history = train_method(SPEC(method, 3, epochs=1, **kwargs), *tiny, cache=False, progress=False)
     assert len(history.loss) == 1 and math.isfinite(history.loss[0])
     assert embed(model, tiny[0][:5]).shape == (5, 3)
 
 
 def test_train_method_bad_input(tiny: tuple) -> None:
     images, labels = tiny
-    kw = {"epochs": 1, "cache_models": False, "progress": False}
+    kw = {"epochs": 1}
     with pytest.raises(ValueError, match="'magic'"):
-        train_method("magic", images, labels, **kw)
+        train_method(SPEC("magic", 2, **kw), images, labels)
     with pytest.raises(ValueError, match="'hardest'"):
-        train_method("triplet", images, labels, miner="hardest", **kw)
+        train_method(SPEC("triplet", 2, miner="hardest", **kw), images, labels)
     with pytest.raises(ValueError, match="sampler='batch'"):
-        train_method("triplet", images, labels, sampler="batch", **kw)
+        train_method(SPEC("triplet", 2, sampler="batch", **kw), images, labels)
     with pytest.raises(ValueError, match="miner='all'.*'softmax'"):
-        train_method("softmax", images, labels, miner="all", **kw)
+        train_method(SPEC("softmax", 2, miner="all", **kw), images, labels)
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match=f"margin={bad!r}"):
-            train_method("siamese", images, labels, margin=bad, **kw)
+            train_method(SPEC("siamese", 2, margin=bad, **kw), images, labels)
     with pytest.raises(ValueError, match="epochs=-1"):
-        train_method("softmax", images, labels, epochs=-1, cache_models=False)
+        train_method(SPEC("softmax", 2, epochs=-1), images, labels, cache=False)
     with pytest.raises(ValueError, match="embed_dim=0"):
-        train_method("softmax", images, labels, embed_dim=0, **kw)
+        train_method(SPEC("softmax", 0, **kw), images, labels)
     with pytest.raises(ValueError, match="seed=-1"):
-        train_method("softmax", images, labels, seed=-1, **kw)
+        train_method(SPEC("softmax", 2, seed=-1, **kw), images, labels)
     with pytest.raises(ValueError, match="2 classes"):
-        train_method("softmax", images[labels == 0], labels[labels == 0], **kw)
+        train_method(SPEC("softmax", 2, **kw), images[labels == 0], labels[labels == 0])
     nan_images = images.clone()
     nan_images[0, 0, 0, 0] = math.nan
     with pytest.raises(ValueError, match="images holds 1 NaN"):
-        train_method("siamese", nan_images, labels, **kw)
+        train_method(SPEC("siamese", 2, **kw), nan_images, labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def test_cache_trains_once_then_loads(tiny: tuple, tmp_path: Path, monkeypatch: 
                                       capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
     images, labels = tiny
-    first, history = train_method("siamese", images, labels, epochs=1, progress=False)
+    first, history = train_method(SPEC("siamese", 2, epochs=1), images, labels, progress=False)
     assert len(list(tmp_path.glob("siamese-*.pt"))) == 1
 
     def no_training(*args, **kwargs):
@@ -216,27 +220,30 @@ def test_cache_trains_once_then_loads(tiny: tuple, tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(recipes, "fit", no_training)
     capsys.readouterr()
-    second, history2 = train_method("siamese", images, labels, epochs=1, progress=False)
+    second, history2 = train_method(SPEC("siamese", 2, epochs=1), images, labels, progress=False)
     assert capsys.readouterr().out == ""  # no line per cache hit: pages read as a book
     assert history2.loss == history.loss and history2.seconds == pytest.approx(history.seconds)
     assert not second.training
     assert torch.equal(embed(first, images[:20]), embed(second, images[:20]))
-    assert [e["cached"] for e in cache.LEDGER] == [False, True]  # trained once, loaded once
-    assert cache.duplicates(cache.LEDGER) == {}
-    assert cache.summary().startswith("1 model from the cache, 1 trained in ")
+    assert [e["cached"] for e in cache.default().entries] == [False, True]  # trained once, loaded once
+    assert cache.duplicates(cache.default().entries) == {}
+    assert cache.default().summary().startswith("1 model from the cache, 1 trained in ")
     # the key covers the whole spec: another margin, miner or sampler is another entry, so it trains
     for other in ({"margin": 2.0}, {"miner": "random"}, {"sampler": "pk"}):
         with pytest.raises(AssertionError, match="should load"):
-            train_method("siamese", images, labels, epochs=1, progress=False, **other)
+            train_method(SPEC("siamese", 2, epochs=1, **other), images, labels, progress=False)
 
 
 def test_cache_off(tiny: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path))
-    train_method("softmax", *tiny, epochs=1, cache_models=False, progress=False)
+    on = cache.default()
+    train_method(SPEC("softmax", 2, epochs=1), *tiny, cache=False, progress=False)
     monkeypatch.setenv("FEWSHOT_CACHE", "0")
-    train_method("softmax", *tiny, epochs=1, progress=False)
+    off = cache.default()
+    assert off is not on and not off.enabled
+    train_method(SPEC("softmax", 2, epochs=1), *tiny, progress=False)
     assert not any(tmp_path.iterdir())
-    assert [e["cached"] for e in cache.LEDGER] == [False, False]  # still recorded in the ledger
+    assert [e["cached"] for e in on.entries + off.entries] == [False, False]  # still in the ledgers
 
 
 def test_training_modules_cover_what_decides_a_model() -> None:
@@ -294,29 +301,29 @@ def test_corrupt_cache_file_is_a_miss_then_overwritten(kind: str, tiny: tuple, t
     images, labels = tiny
     other = None
     if kind == "wrong shape":
-        train_method("siamese", images, labels, embed_dim=2, epochs=1, progress=False)
+        train_method(SPEC("siamese", 2, epochs=1), images, labels, progress=False)
         other = next(tmp_path.glob("siamese-*-2d-*.pt"))
-    reference, _ = train_method("siamese", images, labels, embed_dim=32, epochs=1, progress=False)
+    reference, _ = train_method(SPEC("siamese", 32, epochs=1), images, labels, progress=False)
     (path,) = tmp_path.glob("siamese-*-32d-*.pt")
     _corrupt(kind, path, other)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        model, _ = train_method("siamese", images, labels, embed_dim=32, epochs=1, progress=False)
+        model, _ = train_method(SPEC("siamese", 32, epochs=1), images, labels, progress=False)
     messages = cache_warnings(record)
     assert len(messages) == 1 and "\n" not in messages[0] and path.name in messages[0], messages
     # retrained from the same seeded start: a failed load left nothing behind in the model
     assert same(_weights(model), _weights(reference))
-    assert [e["cached"] for e in cache.LEDGER][-1] is False
-    fresh = build("siamese", 32, 10).model
-    assert cache.load(path, fresh) is not None  # overwritten with a good file
-    train_method("siamese", images, labels, embed_dim=32, epochs=1, progress=False)
-    assert cache.LEDGER[-1]["cached"] is True
+    assert [e["cached"] for e in cache.default().entries][-1] is False
+    fresh = build(SPEC("siamese", 32), 10).model
+    assert cache.default().load(path, fresh) is not None  # overwritten with a good file
+    train_method(SPEC("siamese", 32, epochs=1), images, labels, progress=False)
+    assert cache.default().entries[-1]["cached"] is True
 
 
 def test_malicious_cache_file_does_not_run(tiny: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path / "cache"))
     images, labels = tiny
-    train_method("softmax", images, labels, epochs=1, progress=False)
+    train_method(SPEC("softmax", 2, epochs=1), images, labels, progress=False)
     (path,) = (tmp_path / "cache").glob("softmax-*.pt")
     marker = tmp_path / "pwned"
     saved = torch.load(path, weights_only=True)
@@ -328,10 +335,10 @@ def test_malicious_cache_file_does_not_run(tiny: tuple, tmp_path: Path, monkeypa
     assert (tmp_path / "ran").exists()
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        model, _ = train_method("softmax", images, labels, epochs=1, progress=False)
+        model, _ = train_method(SPEC("softmax", 2, epochs=1), images, labels, progress=False)
     assert not marker.exists()  # never executed
     assert len(cache_warnings(record)) == 1
-    assert cache.LEDGER[-1]["cached"] is False and model.get_embedding(images[:2]).shape == (2, 2)
+    assert cache.default().entries[-1]["cached"] is False and model.get_embedding(images[:2]).shape == (2, 2)
 
 
 def _unwritable_dirs(tmp_path: Path) -> list[Path]:
@@ -355,11 +362,10 @@ def test_unwritable_cache_dir_warns_once_and_returns_the_model(tiny: tuple, tmp_
     try:
         for directory in _unwritable_dirs(tmp_path):
             monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(directory))
-            monkeypatch.setattr(cache, "_WARNED", set())
             with warnings.catch_warnings(record=True) as record:
                 warnings.simplefilter("always")
-                results = [train_method("softmax", images, labels, epochs=1, seed=s, progress=False)
-                           for s in (0, 1)]
+                results = [train_method(SPEC("softmax", 2, epochs=1, seed=s), images, labels,
+                                        progress=False) for s in (0, 1)]
             messages = cache_warnings(record)
             assert len(messages) == 1 and "cannot be written" in messages[0], (directory, messages)
             for model, history in results:
@@ -372,17 +378,16 @@ def test_unwritable_cache_dir_warns_once_and_returns_the_model(tiny: tuple, tmp_
 def test_reduction_and_temperature_reach_the_loss() -> None:
     from fewshot.losses import ContrastiveLoss, SupConLoss, TripletLoss
     for method, kind in (("siamese", ContrastiveLoss), ("triplet", TripletLoss)):
-        step = build(method, 2, 10, options={"reduction": "mean_active"}).step
+        step = build(SPEC(method, 2, reduction="mean_active"), 10).step
         loss = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, kind))
         assert loss.reduction == "mean_active"
-    step = build("supcon", 2, 10, options={"temperature": 0.3}).step
+    step = build(SPEC("supcon", 2, temperature=0.3), 10).step
     loss = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, SupConLoss))
     assert loss.temperature == 0.3
     assert recipes.metric_of("supcon") == "cosine"
 
 
 def test_metric_training_records_the_active_fraction(tiny: tuple) -> None:
-    _, history = train_method("triplet", *tiny, embed_dim=2, epochs=2, cache_models=False,
-                              progress=False, options={"reduction": "mean_active"})
+    _, history = train_method(SPEC("triplet", 2, epochs=2, reduction="mean_active"), *tiny, cache=False, progress=False)
     active = history.metrics["active_fraction"]
     assert len(active) == 2 and all(0.0 <= a <= 1.0 for a in active)

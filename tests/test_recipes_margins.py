@@ -12,17 +12,21 @@ import pytest
 import torch
 
 from fewshot import recipes
+from fewshot.config import PROFILES
+from fewshot.run import Run
 from fewshot.compare import COLUMNS
 from fewshot.margins import sphereface_lambda
+
+SPEC = Run(torch.device("cpu"), PROFILES["quick"], 0, "").spec
 
 
 @pytest.mark.parametrize("method", recipes.MARGIN_METHODS)
 def test_one_step_changes_the_head_weight(method: str, small_train: tuple) -> None:
     x, y = small_train
-    batch = recipes.get_profile().batch_size
+    batch = PROFILES["quick"].batch_size
     x, y = x[:batch], y[:batch]  # exactly one batch: one optimiser step
     assert len(y.unique()) >= 2
-    model, history = recipes.train_method(method, x, y, embed_dim=2, epochs=1, cache_models=False,
+    model, history = recipes.train_method(SPEC(method, 2, epochs=1), x, y, cache=False,
                                           progress=False)
     before = history.snapshots[0]["head.weight"]  # the snapshot at epoch 0 (2-D model)
     after = model.head.weight.detach().cpu()
@@ -45,7 +49,7 @@ def test_sphereface_lambda_schedule_anneals_to_its_minimum() -> None:
 
 def test_sphereface_recipe_steps_lambda_each_epoch() -> None:
     epochs = 10
-    recipe = recipes.build("sphereface", 2, 10, epochs=epochs)
+    recipe = recipes.build(SPEC("sphereface", 2, epochs=epochs), 10)
     seen = [recipe.model.head.lam]
     for epoch in range(epochs):
         recipe.on_epoch(epoch, recipe.model)
@@ -57,13 +61,13 @@ def test_sphereface_recipe_steps_lambda_each_epoch() -> None:
 
 def test_sphereface_trained_model_ends_at_minimum_lambda(small_train: tuple) -> None:
     x, y = small_train
-    model, _ = recipes.train_method("sphereface", x, y, embed_dim=2, epochs=2, cache_models=False,
+    model, _ = recipes.train_method(SPEC("sphereface", 2, epochs=2), x, y, cache=False,
                                     progress=False)
     assert model.head.lam == pytest.approx(5.0)
 
 
 def test_warmup_ramps_the_margin_in() -> None:
-    recipe = recipes.build("arcface", 2, 10, options={"warmup": 4})
+    recipe = recipes.build(SPEC("arcface", 2, warmup=4), 10)
     head = recipe.model.head
     assert head.margin_scale == 0.0
     ramp = []
@@ -71,7 +75,7 @@ def test_warmup_ramps_the_margin_in() -> None:
         recipe.on_epoch(epoch, recipe.model)
         ramp.append(head.margin_scale)
     assert ramp == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
-    assert recipes.build("cosface", 2, 10).on_epoch is None  # no warm-up: margin from the start
+    assert recipes.build(SPEC("cosface", 2), 10).on_epoch is None  # no warm-up: margin from the start
 
 
 def test_low_dimension_settings_are_derived() -> None:

@@ -13,10 +13,14 @@ import torch
 
 from fewshot import protocol
 from fewshot.__main__ import main
+from fewshot.config import PROFILES
 from fewshot.protocol import (MAX_SHOTS, VERIFY_COLUMNS, VerificationRow, verification_markdown,
                               verification_pairs, verification_results, verification_splits,
                               verification_table)
+from fewshot.run import Run
 from fewshot.tables import flat
+
+RUN = Run(torch.device("cpu"), PROFILES["quick"], 0, "")  # seed 0, the quick size
 
 ROOT = Path(__file__).resolve().parents[1]
 FARS = ("0.1", "0.01", "0.001")
@@ -80,34 +84,34 @@ def test_splits_depend_on_the_seed_only() -> None:
 def fake_data(monkeypatch: pytest.MonkeyPatch):
     """``verification_data`` replaced by hand-made identities; ``set(x)`` swaps the images."""
     held = dict(zip(("images", "labels"), identities()))
-    monkeypatch.setattr(protocol, "verification_data", lambda data="characters": (
+    monkeypatch.setattr(protocol, "verification_data", lambda run, data="characters": (
         held["images"], held["labels"]))
     return held
 
 
 def test_thresholds_are_calibrated_without_the_test_identities(fake_data: dict) -> None:
-    first = verification_results("characters", 0, methods=["pixels"])[0]
-    test = verification_splits(fake_data["labels"], "characters", 0)["test"]
+    first = verification_results(RUN, "characters", methods=["pixels"])[0]
+    test = verification_splits(fake_data["labels"], "characters", seed=0)["test"]
     test_rows = torch.cat([*test.enrol.values(), test.mated, test.nonmated])
     images = fake_data["images"].clone()
     images[test_rows] = torch.randn(images[test_rows].shape) * 5  # new test probes and templates
     fake_data["images"] = images
-    second = verification_results("characters", 0, methods=["pixels"])[0]
+    second = verification_results(RUN, "characters", methods=["pixels"])[0]
     assert second.thresholds == first.thresholds  # calibration did not move
     assert second.open_set_threshold == first.open_set_threshold
     assert set(first.thresholds) == {0.1, 0.01, 0.001}
     assert second.test.eer != first.test.eer  # …while the test numbers did
 
-    cal = verification_splits(fake_data["labels"], "characters", 0)["calibration"]
+    cal = verification_splits(fake_data["labels"], "characters", seed=0)["calibration"]
     images = images.clone()
     images[cal.mated] += torch.randn(images[cal.mated].shape)
     fake_data["images"] = images
-    third = verification_results("characters", 0, methods=["pixels"])[0]
+    third = verification_results(RUN, "characters", methods=["pixels"])[0]
     assert third.thresholds != second.thresholds  # the calibration split is what decides them
 
 
 def test_row_rates_are_read_at_the_calibrated_thresholds(fake_data: dict) -> None:
-    result = verification_results("characters", 0, methods=["pixels"])[0]
+    result = verification_results(RUN, "characters", methods=["pixels"])[0]
     row = result.row()
     assert set(flat(row)) == set(VERIFY_COLUMNS)  # the command line's JSON keys
     for far, t in result.thresholds.items():
@@ -125,7 +129,7 @@ def test_row_rates_are_read_at_the_calibrated_thresholds(fake_data: dict) -> Non
 def test_five_shot_templates_are_means_and_limited() -> None:
     images, labels = identities()
     emb = images.flatten(1)
-    split = verification_splits(labels, "characters", 0)["test"]
+    split = verification_splits(labels, "characters", seed=0)["test"]
     one, _ = verification_pairs(emb, labels, split, "euclidean", shots=1)
     five, _ = verification_pairs(emb, labels, split, "euclidean", shots=5)
     assert one.n_genuine == five.n_genuine and one.n_impostor == five.n_impostor  # same probes
@@ -136,11 +140,11 @@ def test_five_shot_templates_are_means_and_limited() -> None:
 
 def test_protocol_bad_input() -> None:
     with pytest.raises(ValueError, match="data='faces'"):
-        verification_table("faces")
+        verification_table(RUN, "faces")
     with pytest.raises(ValueError, match="methods"):
-        verification_table("mnist", methods=["arcface"])
+        verification_table(RUN, "mnist", methods=["arcface"])
     with pytest.raises(ValueError, match="identities"):
-        verification_splits(torch.arange(4).repeat_interleave(20))
+        verification_splits(torch.arange(4).repeat_interleave(20), seed=0)
 
 
 # ----- the command line -----
