@@ -40,7 +40,6 @@ DEFAULT_METHODS = ("softmax", "siamese", "triplet")
 COLUMNS = ("method", "miner", "sampling", "metric", "embed_dim", "seeds", "precision_at_1", "map_at_r",
            "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot",
            "fewshot_5way_5shot_ci95", "train_seconds")
-_NOT_JSON = {"json": False}
 
 
 @dataclass
@@ -68,9 +67,9 @@ class MethodResult:
     fewshot: dict[tuple[int, int], Score]
     train_seconds: float
     margin: float | str | None = None
-    model: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
-    history: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
-    seen_model: object = field(default=None, repr=False, compare=False, metadata=_NOT_JSON)
+    model: object = field(default=None, repr=False, compare=False, metadata={"json": False})
+    history: object = field(default=None, repr=False, compare=False, metadata={"json": False})
+    seen_model: object = field(default=None, repr=False, compare=False, metadata={"json": False})
 
     def shot(self, n_way: int = 5, k_shot: int = 1) -> Score:
         """``n_way``-way ``k_shot``-shot accuracy on the unseen digits (mean, 95% CI, seeds' std)."""
