@@ -190,6 +190,7 @@ def test_the_run_getter_check_sees_a_call(tmp_path: Path, monkeypatch: pytest.Mo
 CONSTANT_TABLES = {
     "characters.OMNIGLOT_FOLDERS": "split → Omniglot's folder name",
     "compare.MARKDOWN_HEADS": "column → its header",
+    "compare.DIGIT_COLUMNS": "the digit table's columns (fewshot.tables)",
     "config.PROFILES": "the run sizes (frozen Profiles)",
     "config.RENAMED": "old profile names → new",
     "config.VARIABLES": "the environment variables and what they do",
@@ -199,6 +200,7 @@ CONSTANT_TABLES = {
     "oneshot.CHARACTER_METHODS": "chapter 8's models: method and settings",
     "oneshot.CHARACTER_ALTERNATIVES": "the runs chapter 8's defaults were chosen against",
     "oneshot.SETTING_HEADS": "(N, K) → its short header",
+    "oneshot.CHARACTER_COLUMNS": "the character table's columns (fewshot.tables)",
     "plan.HERMANS": "chapter 5's batch-hard settings",
     "plan.ALL_CHARACTERS": "chapter 8's trainings (frozen Trainings)",
     "plan.CHAPTERS": "what each notebook trains",
