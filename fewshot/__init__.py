@@ -30,6 +30,7 @@ Imports only point down this list (``config``, ``checks`` and ``distances`` are 
 ``fewshot.margins``       NormSoftmax, SphereFace, CosFace, ArcFace heads
 ``fewshot.models``        the embedding CNN and its wrappers; ``embed`` in batches
 ``fewshot.cache``         trained models on disk, and the training ledger
+``fewshot.files``         atomic file writes, for the cache and the characters
 ``fewshot.distances``     Euclidean and cosine distances, once for everything
 ``fewshot.checks``        input checks that name the bad value
 ``fewshot.config``        device, seeds, run size, environment flags

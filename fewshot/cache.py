@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 from .config import settings
+from .files import atomic_save
 
 FORMAT = 2  # bump when the file layout changes: older files become misses
 LOCK_TIMEOUT = 3600.0  # seconds to wait for another process's training before training anyway
@@ -77,23 +77,6 @@ def make_key(spec: dict, tensors: tuple[torch.Tensor, ...], modules: tuple[str, 
 def lock_path(path: Path) -> Path:
     """The lock file that guards the training of cache file ``path``."""
     return path.with_name(f".{path.name}.lock")
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically: into a temporary file beside it, then renamed, so
-    a reader never sees half a file and a failed write leaves nothing behind. Raises ``OSError``
-    when the directory cannot be written (the caller decides what that means)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
 
 
 class ModelCache:

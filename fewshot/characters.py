@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import atomic_save
+from .files import atomic_save
 from .checks import check_choice, check_int
 from .config import DEFAULT_SEED, settings
 from .data import MNIST_MEAN, MNIST_STD, data_dir, plain_reason, staged_download
@@ -64,7 +64,7 @@ def _load_cache(path: Path) -> dict | None:
 
 
 def _save_cache(path: Path, blob: dict) -> None:
-    """Write ``blob`` atomically (:func:`fewshot.cache.atomic_save`); an unwritable dir keeps it in
+    """Write ``blob`` atomically (:func:`fewshot.files.atomic_save`); an unwritable dir keeps it in
     memory only."""
     try:
         atomic_save(blob, path)
