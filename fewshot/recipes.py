@@ -49,7 +49,8 @@ from .miners import (PKSampler, all_pairs, all_triplets, batch_hard, hardest_neg
 from .models import ClassificationNet, EmbeddingNet, HeadNet, SiameseNet, TripletNet, embed
 from .spec import (MARGIN_METHODS, METHODS, METRIC_METHODS, PAIR_MINERS, SAMPLERS, SOFT,  # noqa: F401
                    TRIPLET_MINERS, TrainSpec)  # METHODS, SAMPLERS: named here too, beside the table
-from .train import History, Step, class_step, embedding_step, episode_step, fit, metric_step
+from .train import (History, Step, class_step, embedding_step, episode_step, fit, metric_step,
+                    shifted)
 
 DEFAULT_MARGIN = 1.0  # contrastive and triplet, on raw (unnormalised) embeddings
 FINETUNE_LR_FACTOR = 0.1  # softmax+triplet: fine-tune at a tenth of the learning rate
@@ -289,7 +290,8 @@ def train_method(spec: TrainSpec, images: torch.Tensor, labels: torch.Tensor, *,
             snapshots.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
 
     validate = precision_validator(*val, metric=metric_of(spec.method)) if val is not None else None
-    history = fit(model, recipe.step, images, targets, epochs=epochs, batch_size=spec.batch_size,
+    step = shifted(recipe.step, spec.shift or 0.0, spec.seed)  # the step itself when unshifted
+    history = fit(model, step, images, targets, epochs=epochs, batch_size=spec.batch_size,
                   lr=lr, batch_sampler=_batch_sampler(spec, targets), validate=validate,
                   on_epoch=on_epoch, seed=spec.seed, desc=f"{spec.method} {spec.embed_dim}-D",
                   progress=progress)

@@ -92,6 +92,9 @@ class TrainSpec:
         temperature: supervised contrastive temperature.
         scale, warmup: a margin head's scale, and the epochs its margin ramps up over.
         n_way, k_shot, n_query: protonet's training episodes.
+        shift: augmentation: each training image moves by a random offset of up to ±``shift``
+            pixels along x and y, anew each time it is drawn (:func:`fewshot.train.shifted`);
+            ``None`` trains on the images as they are.
     """
 
     method: str
@@ -113,6 +116,7 @@ class TrainSpec:
     n_way: int | None = None
     k_shot: int | None = None
     n_query: int | None = None
+    shift: float | None = None
 
     def __post_init__(self) -> None:
         check_choice(self.method, "method", METHODS)
@@ -123,6 +127,8 @@ class TrainSpec:
         check_int(self.seed, "seed", 0)
         check_int(self.frames, "frames")
         check_choice(self.sampler, "sampler", SAMPLERS)
+        if self.shift is not None:
+            check_number(self.shift, "shift", 0.0)
         for name, users in _USES.items():
             if getattr(self, name) is not None and self.method not in users:
                 raise ValueError(f"{name}={getattr(self, name)!r}: method {self.method!r} does not "
@@ -160,7 +166,7 @@ class TrainSpec:
         """The method's own settings that are set (not ``None``), by name: what a table shows
         beside the method."""
         own = ("margin", "reduction", "normalize", "squared", "temperature", "scale", "warmup",
-               "n_way", "k_shot", "n_query")
+               "n_way", "k_shot", "n_query", "shift")
         return {k: getattr(self, k) for k in own if getattr(self, k) is not None}
 
     def to_dict(self) -> dict[str, object]:

@@ -8,6 +8,9 @@ A *step* turns one batch into one loss, ``step(model, images, labels) → loss``
 * :func:`episode_step`: the batch is one N-way episode; prototypical-network loss;
 * :func:`embedding_step`: a loss of the whole labelled batch (supervised contrastive).
 
+:func:`shifted` wraps any step so that it sees each batch's images moved by a random few pixels
+(data augmentation: the same epochs and batches, a new view of each image every epoch).
+
 :func:`fit` runs any of them with Adam, a cosine learning-rate decay, a seeded batch order, a
 progress bar, per-epoch validation, and checks: a non-finite loss stops training with an error
 naming the epoch.
@@ -99,6 +102,35 @@ def embedding_step(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
         return loss_fn(model.get_embedding(images), labels)
 
     return step
+
+
+def shifted(step: Step, pixels: float, seed: int = 0) -> Step:
+    """``step`` on randomly translated images: each image of each batch moves by its own random
+    offset, uniform in ``[-pixels, pixels]`` along x and along y (sub-pixel, bilinear; the edge
+    pixels, which are background, fill in). Labels are unchanged. ``pixels=0`` returns ``step``.
+
+    Shapes: images ``(B, C, H, W)``. The offsets come from a generator seeded by ``seed``.
+    """
+    pixels = check_number(pixels, "pixels", 0.0)
+    if pixels == 0:
+        return step
+    g = torch.Generator().manual_seed(int(seed))
+
+    def shifted_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4:
+            raise ValueError(f"shifted: expected images (B, C, H, W), got {tuple(images.shape)}")
+        b, _, h, w = images.shape
+        offset = (torch.rand(b, 2, generator=g) * 2 - 1) * pixels  # (B, 2) pixels, x then y
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, :, 2] = offset * 2 / torch.tensor([w, h])  # in affine_grid's [-1, 1] units
+        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+        moved = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+        return step(model, moved, labels)
+
+    if hasattr(step, "epoch_stats"):
+        shifted_step.epoch_stats = step.epoch_stats
+    return shifted_step
 
 
 def class_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,9 @@ def test_cache_path_is_the_one_train_method_writes(tiny: tuple, small_train: tup
                         (train("siamese", 3, miner="random", val=True), {"val": val},
                          RUN.spec("siamese", 3, miner="random")),
                         (train("arcface", 2, scale=8.0, margin=0.2), {},
-                         RUN.spec("arcface", 2, scale=8.0, margin=0.2))):
+                         RUN.spec("arcface", 2, scale=8.0, margin=0.2)),
+                        (train("supcon", 2, sampler="pk", shift=2.0), {},
+                         RUN.spec("supcon", 2, sampler="pk", shift=2.0))):
         path = plan.cache_path(t, x, y, val if t.val else None, RUN)
         assert not path.exists()
         train_method(spec, x, y, progress=False, **kw)

@@ -193,6 +193,8 @@ def test_train_method_bad_input(tiny: tuple) -> None:
             train_method(SPEC("siamese", 2, margin=bad, **kw), images, labels)
     with pytest.raises(ValueError, match="epochs=-1"):
         train_method(SPEC("softmax", 2, epochs=-1), images, labels, cache=False)
+    with pytest.raises(ValueError, match="shift=-1"):
+        train_method(SPEC("supcon", 2, shift=-1.0, **kw), images, labels)
     with pytest.raises(ValueError, match="embed_dim=0"):
         train_method(SPEC("softmax", 0, **kw), images, labels)
     with pytest.raises(ValueError, match="seed=-1"):
@@ -229,7 +231,7 @@ def test_cache_trains_once_then_loads(tiny: tuple, tmp_path: Path, monkeypatch: 
     assert cache.duplicates(cache.default().entries) == {}
     assert cache.default().summary().startswith("1 model from the cache, 1 trained in ")
     # the key covers the whole spec: another margin, miner or sampler is another entry, so it trains
-    for other in ({"margin": 2.0}, {"miner": "random"}, {"sampler": "pk"}):
+    for other in ({"margin": 2.0}, {"miner": "random"}, {"sampler": "pk"}, {"shift": 1.0}):
         with pytest.raises(AssertionError, match="should load"):
             train_method(SPEC("siamese", 2, epochs=1, **other), images, labels, progress=False)
 
@@ -391,3 +393,25 @@ def test_metric_training_records_the_active_fraction(tiny: tuple) -> None:
     _, history = train_method(SPEC("triplet", 2, epochs=2, reduction="mean_active"), *tiny, cache=False, progress=False)
     active = history.metrics["active_fraction"]
     assert len(active) == 2 and all(0.0 <= a <= 1.0 for a in active)
+
+
+def test_shift_reaches_the_training_images(tiny: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    images, labels = tiny
+    seen = []
+
+    def spy(model, step, x, y, **kw):  # one batch through the step train_method built
+        idx = torch.arange(16)
+        batch = x[idx]
+        seen.append(batch)
+        step(model, batch, y[idx])
+        return recipes.History()
+
+    monkeypatch.setattr(recipes, "fit", spy)
+    monkeypatch.setattr(recipes, "embedding_step", lambda loss: (
+        lambda model, batch, y: seen.append(batch) or batch.sum()))
+    for shift in (None, 2.0):
+        train_method(SPEC("supcon", 2, epochs=1, shift=shift), images, labels, cache=False,
+                     progress=False)
+    (given0, stepped0), (given2, stepped2) = seen[:2], seen[2:]
+    assert torch.equal(given0, stepped0)  # no shift: the images as they are
+    assert not torch.equal(given2, stepped2) and stepped2.shape == given2.shape

@@ -247,3 +247,69 @@ def test_episode_step_is_the_prototypical_loss() -> None:
     torch.testing.assert_close(loss, prototypical_loss(emb[:, :2], emb[:, 2:]))
     with pytest.raises(ValueError, match="k_shot=0"):
         episode_step(0)
+
+
+def _recording_step(seen: list) -> callable:
+    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen.append((images.clone(), labels.clone()))
+        return images.sum() * 0.0
+
+    return step
+
+
+def test_shifted_moves_each_image_by_at_most_the_shift() -> None:
+    from fewshot.train import shifted
+
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 13:15, 13:15] = 1.0  # one bright 2×2 dot in the middle of a dark image
+    labels = torch.arange(64)
+    seen: list = []
+    shifted(_recording_step(seen), 2.0, seed=0)(None, images, labels)
+    moved, seen_labels = seen[0]
+    assert torch.equal(seen_labels, labels) and moved.shape == images.shape
+    grid = torch.arange(28, dtype=torch.float32)
+    mass = moved.sum((1, 2, 3))
+    centre_y = (moved.sum((1, 3)) * grid).sum(1) / mass
+    centre_x = (moved.sum((1, 2)) * grid).sum(1) / mass
+    offsets = torch.stack([centre_x - 13.5, centre_y - 13.5], 1)
+    assert offsets.abs().max() <= 2.0 + 1e-4  # never farther than the shift
+    assert offsets.abs().max() > 1.0  # and they do move, by different amounts
+    assert offsets.std(0).min() > 0.5
+    assert torch.allclose(mass, torch.full_like(mass, 4.0), atol=1e-4)  # the dot stays whole
+
+
+def test_shifted_is_seeded_and_new_every_batch() -> None:
+    from fewshot.train import shifted
+
+    images, labels = torch.randn(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)
+    runs = []
+    for _ in range(2):
+        seen: list = []
+        step = shifted(_recording_step(seen), 1.5, seed=3)
+        step(None, images, labels)
+        step(None, images, labels)
+        runs.append(seen)
+    assert torch.equal(runs[0][0][0], runs[1][0][0]) and torch.equal(runs[0][1][0], runs[1][1][0])
+    assert not torch.equal(runs[0][0][0], runs[0][1][0])  # each batch its own offsets
+
+
+def test_shifted_zero_is_the_step_itself_and_bad_shifts_raise() -> None:
+    from fewshot.train import shifted
+
+    step = _recording_step([])
+    assert shifted(step, 0, seed=0) is step
+    for bad in (-1.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="pixels"):
+            shifted(step, bad)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        shifted(step, 1.0)(None, torch.zeros(4, 28, 28), torch.zeros(4, dtype=torch.long))
+
+
+def test_shifted_keeps_the_metric_steps_active_fraction(tiny: tuple) -> None:
+    from fewshot.train import shifted
+
+    images, labels = tiny
+    step = shifted(metric_step(ContrastiveLoss(1.0), lambda emb, y: all_pairs(y)), 2.0)
+    history = fit(SiameseNet(EmbeddingNet(2)), step, images, labels, epochs=1, batch_size=32,
+                  lr=1e-3, progress=False)
+    assert len(history.metrics["active_fraction"]) == 1
