@@ -52,6 +52,7 @@ CHARACTER_ALTERNATIVES: dict[str, dict] = {
     "contrastive, hardest negatives": {"method": "siamese", "miner": "hardest_negative"},
     "contrastive, plain mean": {"method": "siamese", "miner": "all", "sampler": "pk",
                                 "normalize": True},
+    "supcon, unshifted": {"method": "supcon", "sampler": "pk", "temperature": 0.2},
 }
 CHARACTER_DIM = 32
 
