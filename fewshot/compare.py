@@ -72,7 +72,8 @@ class MethodResult:
     seen_model: object = field(default=None, repr=False, compare=False, metadata={"json": False})
 
     def shot(self, n_way: int = 5, k_shot: int = 1) -> Score:
-        """``n_way``-way ``k_shot``-shot accuracy on the unseen digits (mean, 95% CI, seeds' std)."""
+        """``n_way``-way ``k_shot``-shot accuracy on the unseen digits (mean, 95% CI, seeds' std;
+        :attr:`~fewshot.evaluate.Score.interval` is the CI it is shown and compared with)."""
         if (n_way, k_shot) not in self.fewshot:
             raise KeyError(f"{n_way}-way {k_shot}-shot was not measured; measured: {sorted(self.fewshot)}")
         return self.fewshot[(n_way, k_shot)]
@@ -83,10 +84,11 @@ class MethodResult:
 
 
 def _average(values: list[float], cis: list[float | None], percent: bool) -> Score:
-    """The mean over seeds, the mean CI half-width, and the seeds' standard deviation (≥ 2 seeds)."""
+    """The mean over seeds, the mean CI half-width, and the seeds' standard deviation (≥ 2 seeds):
+    a :class:`~fewshot.evaluate.Score` whose interval is the CI over seeds (or the episodes')."""
     ci = statistics.fmean(cis) if all(c is not None for c in cis) else None
     std = statistics.stdev(values) if len(values) > 1 else None
-    return Score(statistics.fmean(values), ci, std, percent)
+    return Score(statistics.fmean(values), ci, std, percent, seeds=len(values))
 
 
 def _result(runs: list[tuple[Evaluation, Evaluation]], **about) -> MethodResult:
@@ -161,7 +163,7 @@ def caption(rows: Sequence[MethodResult], fewshot: bool = True) -> str:
     """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns)."""
     seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
-        return f"mean ± standard deviation over {seeds} training seeds"
+        return f"mean ± 95% CI over {seeds} training seeds"
     return "few-shot: mean ± 95% CI over episodes, one training seed" if fewshot else "one training seed"
 
 

@@ -20,6 +20,7 @@ intervals overlap.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -39,17 +40,44 @@ def pm(mean: float, ci: float, percent: bool = True, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
+# Student's t, two-sided 95%, by degrees of freedom (seeds − 1): the CI of a mean over few seeds
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def seed_ci95(std: float, seeds: int) -> float:
+    """The 95% CI half-width of a mean over ``seeds`` training seeds whose standard deviation is
+    ``std``: ``t · std / √seeds`` (Student's t with ``seeds − 1`` degrees of freedom; 1.96 beyond
+    the table). With 3 seeds that is about 2.5 standard deviations."""
+    if seeds < 2:
+        raise ValueError(f"seeds={seeds!r}: a spread over seeds needs at least 2")
+    t = T95[seeds - 2] if seeds - 2 < len(T95) else 1.96
+    return t * std / math.sqrt(seeds)
+
+
 @dataclass(frozen=True)
 class Score:
     """One number as the book shows it: ``mean`` with its 95% CI half-width over episodes (``ci95``)
-    and, when several training seeds were averaged, their standard deviation (``std``; a table shows
-    it instead of the CI). ``percent``: a fraction shown as a percentage (accuracies), else a plain
-    value with three decimals (precision@1, MAP@R)."""
+    and, when ``seeds`` > 1 training seeds were averaged, their standard deviation (``std``).
+    ``percent``: a fraction shown as a percentage (accuracies), else a plain value with three
+    decimals (precision@1, MAP@R).
+
+    Every ± the book prints, and every comparison (:func:`order`, :func:`versus`), uses
+    :attr:`interval`: the 95% CI over episodes with one seed; with several, the 95% CI of the mean
+    over seeds, or the episodes' one where that is wider. (Averaging the seeds' episode CIs alone
+    would leave out how much the training seed moves the number.)"""
 
     mean: float
     ci95: float | None = None
     std: float | None = None
     percent: bool = True
+    seeds: int = 1
+
+    @property
+    def interval(self) -> float | None:
+        """The 95% CI half-width this number is shown and compared with (see the class)."""
+        if self.std is None or self.seeds < 2:
+            return self.ci95
+        return max(seed_ci95(self.std, self.seeds), self.ci95 or 0.0)
 
     @classmethod
     def of(cls, result: object) -> Score:
@@ -65,7 +93,7 @@ class Score:
 
     def __str__(self) -> str:
         digits = 1 if self.percent else 3
-        spread = self.std if self.std is not None else self.ci95
+        spread = self.interval
         if spread is not None:
             return pm(self.mean, spread, self.percent, digits)
         return f"{100 * self.mean:.1f}%" if self.percent else f"{self.mean:.3f}"
@@ -75,7 +103,7 @@ def order(a: object, b: object) -> int:
     """:func:`ci_order` of two scores (each a :class:`Score`, a
     :class:`~fewshot.episodes.FewShotResult` or a ``(mean, ci95)`` pair)."""
     a, b = Score.of(a), Score.of(b)
-    return ci_order(a.mean, a.ci95 or 0.0, b.mean, b.ci95 or 0.0)
+    return ci_order(a.mean, a.interval or 0.0, b.mean, b.interval or 0.0)
 
 
 def ci_order(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> int:
@@ -97,8 +125,8 @@ def versus(name_a: str, a: object, name_b: str, b: object) -> str:
     which = order(sa, sb)
     # a number and its interval are one unit: non-breaking spaces keep "60.3 ± 1.1%" on one line
     # when a chapter wraps the sentence (textwrap breaks only at ASCII whitespace)
-    text_a = f"{name_a} ({pm(sa.mean, sa.ci95 or 0.0).replace(' ', chr(0xA0))})"
-    text_b = f"{name_b} ({pm(sb.mean, sb.ci95 or 0.0).replace(' ', chr(0xA0))})"
+    text_a = f"{name_a} ({pm(sa.mean, sa.interval or 0.0).replace(' ', chr(0xA0))})"
+    text_b = f"{name_b} ({pm(sb.mean, sb.interval or 0.0).replace(' ', chr(0xA0))})"
     if which > 0:
         return f"{text_a} beats {text_b}"
     if which < 0:

@@ -135,9 +135,12 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
     assert row.shot(5, 1).ci95 > 0 and row.precision_at_1.ci95 is None
     assert row.model is not None and row.history is not None and row.seen_model is not None
     rows = [row]
-    assert "mean ± standard deviation over 2 training seeds" in format_table(rows).splitlines()[-1]
-    assert markdown_table(rows).splitlines()[-1].endswith("mean ± standard deviation over 2 training seeds*")
-    assert f"{row.precision_at_1.mean:.3f} ± {row.precision_at_1.std:.3f}" in format_table(rows)
+    assert "mean ± 95% CI over 2 training seeds" in format_table(rows).splitlines()[-1]
+    assert markdown_table(rows).splitlines()[-1].endswith("mean ± 95% CI over 2 training seeds*")
+    # with two seeds the ± is the t-interval of the mean over seeds: 12.706 · std / √2
+    p1 = row.precision_at_1
+    assert p1.seeds == 2 and p1.interval == pytest.approx(12.706 * p1.std / math.sqrt(2))
+    assert f"{p1.mean:.3f} ± {p1.interval:.3f}" in format_table(rows)
     assert row.named("mine").method == "mine" and row.method == "softmax"
 
 

@@ -4,13 +4,14 @@ command line's JSON; fewshot.evaluate.Score, the one way a number with its sprea
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import pytest
 import torch
 
 from fewshot.episodes import FewShotResult
-from fewshot.evaluate import Score, order, versus
+from fewshot.evaluate import Score, order, seed_ci95, versus
 from fewshot.tables import Column, flat, markdown, text, text_of, to_json
 
 
@@ -35,9 +36,15 @@ COLUMNS = [Column("method", "name"), Column("acc.", "accuracy", note="acc.: accu
 
 def test_score_prints_the_spread_the_book_shows() -> None:
     assert str(Score(0.603, 0.011)) == "60.3 ± 1.1%"
-    assert str(Score(0.603, 0.011, 0.02)) == "60.3 ± 2.0%"  # the seeds' std wins over the CI
+    # three seeds: the 95% CI of their mean, 4.303 · 0.02 / √3 = 5.0 points, wider than the episodes'
+    assert str(Score(0.603, 0.011, 0.02, seeds=3)) == "60.3 ± 5.0%"
+    assert str(Score(0.603, 0.011, 0.001, seeds=3)) == "60.3 ± 1.1%"  # the episodes' CI is wider
     assert str(Score(0.91234, percent=False)) == "0.912"
-    assert str(Score(0.91234, std=0.0041, percent=False)) == "0.912 ± 0.004"
+    assert str(Score(0.91234, std=0.0041, percent=False, seeds=3)) == "0.912 ± 0.010"
+    assert seed_ci95(1.0, 2) == pytest.approx(12.706 / math.sqrt(2))
+    assert seed_ci95(1.0, 40) == pytest.approx(1.96 / math.sqrt(40))
+    with pytest.raises(ValueError, match="seeds=1"):
+        seed_ci95(1.0, 1)
     assert str(Score(0.5)) == "50.0%"
     result = FewShotResult(0.5, 0.02, torch.zeros(3), 5, 1)
     assert Score.of(result) == Score(0.5, 0.02) and Score.of((0.5, 0.02)) == Score(0.5, 0.02)
@@ -51,6 +58,11 @@ def test_order_and_versus_take_scores_results_and_pairs() -> None:
     nbsp = "\u00a0"  # a number and its interval stay on one line when a chapter wraps the sentence
     assert versus("A", high, "B", low) == f"A (60.0{nbsp}±{nbsp}1.0%) beats B (50.0{nbsp}±{nbsp}2.0%)"
     assert "no clear difference" in versus("A", high, "B", (0.595, 0.02))
+    # over three seeds, small episode CIs but a wide spread between seeds: no winner
+    a, b = Score(0.514, 0.008, 0.03, seeds=3), Score(0.485, 0.006, 0.02, seeds=3)
+    assert order((a.mean, a.ci95), (b.mean, b.ci95)) == 1  # the episodes alone would name one
+    assert order(a, b) == 0 and "no clear difference" in versus("A", a, "B", b)
+    assert f"51.4{nbsp}±{nbsp}7.5%" in versus("A", a, "B", b)
 
 
 def test_markdown_aligns_text_left_numbers_right_and_explains_the_heads() -> None:
