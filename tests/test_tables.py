@@ -27,7 +27,7 @@ class Row:
 
 
 ROWS = [Row("pixels", Score(0.603, 0.011), {(5, 1): Score(0.6, 0.01)}, {0.01: 0.25}, 0.0),
-        Row("triplet, P×K", Score(0.7123, 0.0091, 0.02), {(20, 5): Score(0.9, 0.02)}, {}, 12.6,
+        Row("triplet, P×K", Score(0.7123, 0.0091, 0.02, seeds=3), {(20, 5): Score(0.9, 0.02)}, {}, 12.6,
             model=torch.nn.Linear(2, 2))]
 COLUMNS = [Column("method", "name"), Column("acc.", "accuracy", note="acc.: accuracy"),
            Column("s", "seconds", "{:.0f}", note="s: seconds"),
@@ -71,7 +71,7 @@ def test_markdown_aligns_text_left_numbers_right_and_explains_the_heads() -> Non
     assert lines[0] == "| method | acc. | s | TAR |"
     assert lines[1] == "| --- | ---: | ---: | ---: |"
     assert lines[2] == "| pixels | 60.3\u00a0±\u00a01.1% | 0 | 25.0% |"
-    assert lines[3] == "| triplet, P×K | 71.2\u00a0±\u00a02.0% | 13 | – |"  # no TAR: "–"
+    assert lines[3] == "| triplet, P×K | 71.2\u00a0±\u00a05.0% | 13 | – |"  # no TAR: "–"
     assert lines[-1] == "*two rows; acc.: accuracy; s: seconds; one seed*"
 
 
