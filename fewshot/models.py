@@ -150,6 +150,21 @@ def channels_last(model: nn.Module) -> Iterator[None]:
             p.data = data
 
 
+def module_of(fn: nn.Module | EmbedFn) -> nn.Module | None:
+    """The module behind ``fn``: the module itself, or the owner of a bound method
+    (``model.get_embedding``); ``None`` for any other function."""
+    if isinstance(fn, nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    first = next(module.parameters(), None)
+    first = next(module.buffers(), None) if first is None else first
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def embed(model: nn.Module | EmbedFn, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Embeddings of ``images`` in batches, on the model's device, returned on the CPU: ``(N, D)``.
@@ -159,7 +174,9 @@ def embed(model: nn.Module | EmbedFn, images: torch.Tensor, batch_size: int = 10
 
     Args:
         model: a module with ``get_embedding`` (put in eval mode), or any function
-            ``(B, ...) → (B, D)``, e.g. ``lambda x: x.flatten(1)`` for raw pixels.
+            ``(B, ...) → (B, D)``, e.g. ``lambda x: x.flatten(1)`` for raw pixels. A method of a
+            module (``model.get_embedding``, as a :class:`~fewshot.verify.Gallery` holds it) runs
+            on that module's device in eval mode, and the module's mode is restored after.
         images: ``(N, ...)``.
 
     Raises:
@@ -169,11 +186,17 @@ def embed(model: nn.Module | EmbedFn, images: torch.Tensor, batch_size: int = 10
     batch_size = check_int(batch_size, "batch_size")
     if isinstance(model, nn.Module):
         model.eval()
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
         with channels_last(model):
-            return _embed_batches(model.get_embedding, images, batch_size, device)
-    return _embed_batches(model, images, batch_size, torch.device("cpu"))
+            return _embed_batches(model.get_embedding, images, batch_size, _device_of(model))
+    owner = module_of(model)
+    if owner is None:
+        return _embed_batches(model, images, batch_size, torch.device("cpu"))
+    was_training = owner.training
+    owner.eval()
+    try:
+        return _embed_batches(model, images, batch_size, _device_of(owner))
+    finally:
+        owner.train(was_training)
 
 
 def _embed_batches(fn: EmbedFn, images: torch.Tensor, batch_size: int,
@@ -184,7 +207,8 @@ def _embed_batches(fn: EmbedFn, images: torch.Tensor, batch_size: int,
         e = fn(chunk.to(device))
         if not isinstance(e, torch.Tensor) or len(e) != len(chunk):
             rows = len(e) if isinstance(e, torch.Tensor) else type(e).__name__
-            raise ValueError(f"the embedding returned {rows} rows for {len(chunk)} images")
+            raise ValueError(f"the embedding returned {rows} rows for {len(chunk)} images: "
+                             f"expected {len(chunk)} rows (B, D)")
         out.append(e.float().cpu().reshape(len(chunk), -1))
     if not out:
         raise ValueError("no images to embed")

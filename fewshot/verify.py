@@ -11,13 +11,14 @@ a FAR, open-set DIR/FPIR) live in :mod:`fewshot.rates` and are re-exported here,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from os import PathLike
 
 import torch
 
 from .checks import check_embeddings, check_finite, check_tensor
 from .distances import check_metric, pairwise
+from .models import EmbedFn, module_of
+from .models import embed as embed_images
 from .gallery_files import (EXPORT_FORMAT, FORMAT, Deployment, check_identity, check_threshold,
                             export_normalisation, export_thresholds, read_export, read_saved,
                             write_export)
@@ -28,16 +29,7 @@ __all__ = ["BATCH", "EXPORT_FORMAT", "FAR_TARGETS", "FORMAT", "Deployment", "Emb
            "OpenSetRates", "VerificationRates", "model_fingerprint", "open_set_rates", "threshold_at_far",
            "verification_rates"]
 
-EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 BATCH = 1024
-
-
-def _module_of(embed: EmbedFn) -> torch.nn.Module | None:
-    """The module behind ``embed``: the module itself, or the owner of a bound method; else None."""
-    if isinstance(embed, torch.nn.Module):
-        return embed
-    owner = getattr(embed, "__self__", None)
-    return owner if isinstance(owner, torch.nn.Module) else None
 
 
 def model_fingerprint(embed: EmbedFn) -> str | None:
@@ -50,7 +42,7 @@ def model_fingerprint(embed: EmbedFn) -> str | None:
     carried = getattr(embed, "fingerprint", None)
     if isinstance(carried, str):
         return carried
-    module = _module_of(embed)
+    module = module_of(embed)
     if module is None:
         return None
     digest = hashlib.sha256()
@@ -105,30 +97,10 @@ class Gallery:
             raise ValueError(f"images is empty (shape {shape}): expected at least one image")
         return batch
 
-    @torch.no_grad()
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` → CPU float ``(B, D)``; raises on a wrong row count or NaN embeddings."""
-        module = _module_of(self.embed)
-        device, was_training = torch.device("cpu"), False
-        if module is not None:
-            was_training = module.training
-            module.eval()
-            first = next(module.parameters(), None)
-            first = next(module.buffers(), None) if first is None else first
-            device = first.device if first is not None else device
-        try:
-            chunks = []
-            for start in range(0, len(images), BATCH):
-                chunk = images[start:start + BATCH]
-                out = check_tensor(self.embed(chunk.to(device)), "embed(images)")
-                if out.ndim == 0 or len(out) != len(chunk):
-                    raise ValueError(f"embed returned shape {tuple(out.shape)} for {len(chunk)} images: "
-                                     f"expected {len(chunk)} rows (B, D)")
-                chunks.append(out.float().cpu())
-        finally:
-            if module is not None:
-                module.train(was_training)
-        emb = check_embeddings(torch.cat(chunks), "embed(images)")
+        """``(B, C, H, W)`` → CPU float ``(B, D)`` through :func:`fewshot.models.embed`; raises on
+        a wrong row count, NaN embeddings, or a width other than the gallery's."""
+        emb = check_embeddings(embed_images(self.embed, images, BATCH), "embed(images)")
         if len(self._identities) and emb.shape[1] != self._templates.shape[1]:
             raise ValueError(f"embed returned {emb.shape[1]}-D embeddings; the gallery holds "
                              f"{self._templates.shape[1]}-D ones")

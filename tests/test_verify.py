@@ -453,3 +453,31 @@ def test_open_set_bad_input() -> None:
     r = open_set_rates(mated, ["a"], mated)
     with pytest.raises(ValueError, match="target="):
         r.dir_at_fpir(1.5)
+
+
+def test_one_embedding_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gallery embeds through ``models.embed`` (one path for batching, device and checks), and
+    there is one ``EmbedFn``."""
+    import fewshot.models as models
+    import fewshot.verify as verify
+
+    assert verify.EmbedFn is models.EmbedFn
+    calls = []
+
+    def spy(fn, images, batch_size=1024):
+        calls.append(len(images))
+        return models.embed(fn, images, batch_size)
+
+    monkeypatch.setattr(verify, "embed_images", spy)
+    g = points_gallery()
+    g.identify(img((0, 0), (1, 1)))
+    assert calls and calls[-1] == 2
+
+
+def test_a_modules_method_embeds_on_its_device_in_eval_mode_and_keeps_its_mode() -> None:
+    import fewshot.models as models
+
+    net = models.EmbeddingNet(4).train()
+    out = models.embed(net.get_embedding, torch.zeros(3, 1, 28, 28))
+    assert out.shape == (3, 4) and net.training  # eval while embedding, training again after
+    assert models.module_of(net.get_embedding) is net and models.module_of(len) is None
