@@ -18,6 +18,7 @@ method                   its own settings (``None``: the method's default)
 margin heads             ``margin`` and ``scale`` (derived from the classes and dimension), ``warmup``
 ``protonet``             ``n_way`` (20), ``k_shot`` (5), ``n_query`` (5): the training episodes
 ``supcon``               ``temperature``
+any method               ``shift``: random translations of the training images (augmentation)
 =======================  ==========================================================================
 
 Any setting a method does not use raises ``ValueError`` naming it, so a spec never carries a

@@ -42,9 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _private_model_cache(tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test ever reads or writes the user's model cache or ledger, and each test starts from the
-    run seed 0 with no cache warning given yet (they are given once per process otherwise) and no
-    cache file claimed (a test that misses and never trains leaves its claim: released after)."""
+    """No test ever reads or writes the user's model cache or ledger: each test gets a fresh cache
+    folder, so a fresh ModelCache (no cache warning given yet, no file claimed; a test that misses
+    and never trains leaves its claim: released after)."""
     monkeypatch.setenv("FEWSHOT_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
     monkeypatch.delenv("FEWSHOT_CACHE", raising=False)
     monkeypatch.delenv("FEWSHOT_LEDGER", raising=False)
