@@ -1,42 +1,19 @@
-"""Shared fixtures: offline, fast settings; MNIST loaded once; a private model cache (and so a fresh
-training ledger and fresh cache warnings) for every test; a quick run."""
+"""Shared fixtures: MNIST loaded once; a private model cache (and so a fresh training ledger and
+fresh cache warnings) for every test; a quick run. The quick, offline settings, the threads and
+the notebooks' lanes are in the root ``conftest.py``, which every pytest call loads."""
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
-os.environ.setdefault("FEWSHOT_FAST", "1")
-os.environ.setdefault("FEWSHOT_OFFLINE", "1")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker and per kernel
-    # (the notebooks' kernels inherit this environment; two single-thread processes train 1.7x
-    # as fast as one with two threads: README, "Training speed")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import fewshot.cache as cache  # noqa: E402
+import fewshot.cache as cache
 
 # One thread: on a small, shared CI machine two OpenMP threads competing with other jobs run the
 # tiny training tests many times slower (measured: 0.5 s vs 11 s for the same fit).
 torch.set_num_threads(1)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With workers (``pytest -n 2 --dist loadgroup``, as CI runs it): the notebooks first, in two
-    lanes that alternate in book order (chapters 1, 3, 5, 7, 9 and 2, 4, 6, 8, 10: about 295 s and
-    302 s in the last sequential CI), each lane on one worker in book order; the unit tests fill
-    in after them. A model two lanes need at once is trained by one and waited for by the other
-    (the cache's lock), so the ledger still shows every spec trained once."""
-    if config.getoption("dist", "no") == "no":
-        return
-    notebooks = sorted((i for i in items if i.path.suffix == ".ipynb"), key=lambda i: i.path.name)
-    for n, item in enumerate(notebooks):
-        item.add_marker(pytest.mark.xdist_group(f"notebooks-{n % 2}"))
-    others = [i for i in items if i.path.suffix != ".ipynb"]
-    items[:] = notebooks + others
 
 
 @pytest.fixture(autouse=True)
