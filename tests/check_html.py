@@ -7,6 +7,7 @@ Exits non-zero, listing every problem, if a check fails.
 
 from __future__ import annotations
 
+import html
 import posixpath
 import re
 import sys
@@ -17,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MIN_FIGURES = 2  # every chapter draws several; fewer means figures were not captured (e.g. MPLBACKEND=Agg)
 MIN_FIGURES_FOR = {"book/10_where_next": 1}  # the closing chapter: one summary chart (and a widget)
+PRINTED_WIDTH = 80  # printed lines fit the column (STYLE.md: code and printed lines at most ~78)
 
 
 def chapters() -> list[str]:
@@ -50,6 +52,10 @@ def check(html_dir: Path) -> list[str]:
             problems.append(f"{page.name}: a Markdown table was rendered as plain text")
         if "Traceback (most recent call last)" in text:
             problems.append(f"{page.name}: shows a traceback")
+        for line in printed_lines(text):
+            if len(line) > PRINTED_WIDTH:
+                problems.append(f"{page.name}: a printed line of {len(line)} characters (at most "
+                                f"{PRINTED_WIDTH}): {line[:60]}…")
         has_state = "application/vnd.jupyter.widget-state+json" in text
         if "slider_frames" in (ROOT / f"{chapter}.ipynb").read_text() and not has_state:
             problems.append(f"{page.name}: has sliders but no saved widget state (they would be dead)")
@@ -59,6 +65,14 @@ def check(html_dir: Path) -> list[str]:
     problems += check_widget_fonts(html_dir)
     problems += check_page_assets(html_dir)
     return problems
+
+
+def printed_lines(page: str) -> list[str]:
+    """Every line a page's code cells printed (their stream outputs), as plain text."""
+    blocks = re.findall(r'<div class="output stream[^"]*"><div class="highlight"><pre>(.*?)</pre>',
+                        page, flags=re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", line))
+            for block in blocks for line in block.splitlines()]
 
 
 def toc_pages() -> list[str]:

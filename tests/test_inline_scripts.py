@@ -53,3 +53,12 @@ def test_check_html_page_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                         "b.html: ipywidgets/mathjax-hub-shim.js must load before embed-amd.js"]
     (tmp_path / "_static" / "book-layout.css").unlink()
     assert "_static/book-layout.css is missing" in check_html.check_page_assets(tmp_path)[0]
+
+
+def test_printed_lines_reads_stream_outputs_only() -> None:
+    page = ('<div class="cell_input"><div class="highlight"><pre>x = "' + "a" * 90 + '"</pre></div>'
+            '<div class="output stream highlight-myst-ansi notranslate"><div class="highlight"><pre>'
+            '<span></span>short &amp; fine\n' + "b" * 81 + '</pre></div></div>')
+    lines = check_html.printed_lines(page)
+    assert lines == ["short & fine", "b" * 81]
+    assert [len(line) > check_html.PRINTED_WIDTH for line in lines] == [False, True]
