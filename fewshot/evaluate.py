@@ -15,14 +15,14 @@ Both use the same metric, ``"euclidean"`` or ``"cosine"`` (margin-trained nets).
 until a table (:mod:`fewshot.tables`) renders them: :class:`Score` is one number with its spread,
 :meth:`Evaluation.shot` one few-shot setting. :func:`pm` formats "mean ± CI" the one way the book
 prints it; :func:`versus` and :func:`order` compare two scores without naming a winner when their 95%
-intervals overlap.
+intervals overlap, and :func:`leaders` names every score that ties with the highest.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -132,6 +132,21 @@ def versus(name_a: str, a: object, name_b: str, b: object) -> str:
     if which < 0:
         return f"{text_a} is below {text_b}"
     return f"{text_a} and {text_b}: no clear difference (the 95% intervals overlap)"
+
+
+def leaders(scores: Mapping[str, object]) -> list[str]:
+    """The names whose score cannot be told apart from the highest mean's: the highest first, then
+    every other whose 95% interval overlaps it (:func:`order` gives 0), by mean. One name means a
+    clear winner; several mean no winner may be named among them.
+
+    ``scores`` maps names to a :class:`Score`, a :class:`~fewshot.episodes.FewShotResult` or a
+    ``(mean, ci95)`` pair. Raises ``ValueError`` when it is empty."""
+    if not scores:
+        raise ValueError("leaders: no scores given")
+    typed = {name: Score.of(s) for name, s in scores.items()}
+    top = max(typed, key=lambda name: typed[name].mean)
+    tied = [name for name in typed if name != top and order(typed[name], typed[top]) == 0]
+    return [top] + sorted(tied, key=lambda name: -typed[name].mean)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ arguments (``tests/test_architecture.py`` checks it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,6 +55,18 @@ class Run:
         GPU), and every evaluation character (they are only embedded, never trained on)."""
         classes = self.profile.characters if split == characters.BACKGROUND_SPLIT else None
         return characters.load_characters(split, classes=classes)
+
+    def characters_line(self) -> str:
+        """The line a character chapter prints first: ``"Characters: <source>"``, saying how many
+        background characters this run trains on where its profile takes fewer than the source
+        has (``"… 859 background (200 used at the quick profile) / 429 evaluation"``)."""
+        where = characters.characters_source()  # "… N background … / M evaluation …"
+        found = re.search(r"(\d+) background", where)
+        used = self.profile.characters
+        if found and used is not None and used < int(found.group(1)):
+            where = where.replace(" background", f" background ({used} used at the "
+                                  f"{self.profile.name} profile)", 1)
+        return f"Characters: {where}"
 
     def spec(self, method: str, dim: int = 2, **settings: Any) -> TrainSpec:
         """What to train: ``method`` at embedding size ``dim``, with this run's epochs, batch size,

@@ -216,3 +216,16 @@ def test_run_mnist_larger_profiles_take_what_the_source_has(mnist: dict, name: s
     assert PROFILES[name].train_size is None or PROFILES[name].train_size > 4000
     assert len(run.mnist("train")[1]) == 4000
     assert len(run.mnist("test")[1]) == 1000
+
+
+@pytest.mark.parametrize("name, used", [("quick", "200 used at the quick profile"),
+                                        ("full", "500 used at the full profile"), ("gpu", None)])
+def test_characters_line_says_how_many_background_characters_the_run_uses(name: str,
+                                                                           used: str | None) -> None:
+    line = Run(torch.device("cpu"), PROFILES[name], 0, "MNIST: x").characters_line()
+    assert line.startswith("Characters: printed characters")  # offline in the tests
+    assert "MNIST" not in line
+    if used is None:  # every background character: nothing to add
+        assert "used at" not in line
+    else:
+        assert f"background ({used}) / " in line

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fewshot.episodes import FewShotResult
-from fewshot.evaluate import Score, order, seed_ci95, versus
+from fewshot.evaluate import Score, leaders, order, seed_ci95, versus
 from fewshot.tables import Column, flat, markdown, text, text_of, to_json
 
 
@@ -63,6 +63,17 @@ def test_order_and_versus_take_scores_results_and_pairs() -> None:
     assert order((a.mean, a.ci95), (b.mean, b.ci95)) == 1  # the episodes alone would name one
     assert order(a, b) == 0 and "no clear difference" in versus("A", a, "B", b)
     assert f"51.4{nbsp}±{nbsp}7.5%" in versus("A", a, "B", b)
+
+
+def test_leaders_names_the_top_and_every_score_that_ties_with_it() -> None:
+    scores = {"a": Score(0.60, 0.01), "b": (0.61, 0.01), "c": Score(0.50, 0.01),
+              "d": FewShotResult(0.595, 0.02, torch.zeros(3), 5, 1)}
+    assert leaders(scores) == ["b", "a", "d"]  # c is clearly below b: not a leader
+    assert leaders({"a": (0.9, 0.01), "c": (0.5, 0.01)}) == ["a"]  # a clear winner
+    # seeds widen the interval: a tie that episodes alone would call a win
+    assert leaders({"a": Score(0.514, 0.008, 0.03, seeds=3), "b": Score(0.485, 0.006, 0.02, seeds=3)}) == ["a", "b"]
+    with pytest.raises(ValueError, match="no scores"):
+        leaders({})
 
 
 def test_markdown_aligns_text_left_numbers_right_and_explains_the_heads() -> None:
