@@ -63,6 +63,15 @@ def test_committed_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(path: Path) -> None:
+    """nbformat 4.5 cells carry an id (a missing one is a validation warning today, an error in
+    future nbformat versions): a cell added by hand must get one."""
+    ids = [cell.get("id") for cell in load(path)["cells"]]
+    assert None not in ids, f"{path.name}: cells {[i for i, x in enumerate(ids) if x is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: two cells share an id"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_cell_installs_from_the_configured_repository(path: Path) -> None:
     first = load(path)["cells"][0]
     assert first["cell_type"] == "code"
