@@ -125,8 +125,9 @@ def versus(name_a: str, a: object, name_b: str, b: object) -> str:
     which = order(sa, sb)
     # a number and its interval are one unit: non-breaking spaces keep "60.3 ± 1.1%" on one line
     # when a chapter wraps the sentence (textwrap breaks only at ASCII whitespace)
-    text_a = f"{name_a} ({pm(sa.mean, sa.interval or 0.0).replace(' ', chr(0xA0))})"
-    text_b = f"{name_b} ({pm(sb.mean, sb.interval or 0.0).replace(' ', chr(0xA0))})"
+    # each shown as the book shows it (str(Score)): a percentage, or a fraction for P@1 and MAP@R
+    text_a = f"{name_a} ({str(sa).replace(' ', chr(0xA0))})"
+    text_b = f"{name_b} ({str(sb).replace(' ', chr(0xA0))})"
     if which > 0:
         return f"{text_a} beats {text_b}"
     if which < 0:

@@ -63,6 +63,9 @@ def test_order_and_versus_take_scores_results_and_pairs() -> None:
     assert order((a.mean, a.ci95), (b.mean, b.ci95)) == 1  # the episodes alone would name one
     assert order(a, b) == 0 and "no clear difference" in versus("A", a, "B", b)
     assert f"51.4{nbsp}±{nbsp}7.5%" in versus("A", a, "B", b)
+    # a fraction (P@1, MAP@R) is compared as the tables show it, with three decimals
+    p1, p2 = Score(0.951, 0.015, percent=False), Score(0.979, 0.007, percent=False)
+    assert versus("A", p1, "B", p2) == f"A (0.951{nbsp}±{nbsp}0.015) is below B (0.979{nbsp}±{nbsp}0.007)"
 
 
 def test_leaders_names_the_top_and_every_score_that_ties_with_it() -> None:
