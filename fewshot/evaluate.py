@@ -21,7 +21,7 @@ intervals overlap, and :func:`leaders` names every score that ties with the high
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import torch
@@ -133,6 +133,19 @@ def versus(name_a: str, a: object, name_b: str, b: object) -> str:
     if which < 0:
         return f"{text_a} is below {text_b}"
     return f"{text_a} and {text_b}: no clear difference (the 95% intervals overlap)"
+
+
+def with_binomial(score: Score | float, n: int) -> Score:
+    """A proportion (test P@1: one hit or miss per query) with its binomial 95% interval over ``n``
+    queries as ``ci95``, ``1.96·sqrt(p(1 − p)/n)``: even one trained model's P@1 then has an
+    interval. A :class:`Score` keeps its seeds (its :attr:`~Score.interval` is the wider of the
+    two); a float becomes a fraction ``Score``. Raises ``ValueError`` unless ``0 ≤ p ≤ 1``, ``n ≥ 1``."""
+    score = score if isinstance(score, Score) else Score(float(score), percent=False)
+    if not 0.0 <= score.mean <= 1.0 or not isinstance(n, int) or n < 1:
+        raise ValueError(f"with_binomial: expected a proportion in [0, 1] and n ≥ 1, got "
+                         f"{score.mean!r} and {n!r}")
+    p = score.mean
+    return replace(score, ci95=1.96 * math.sqrt(p * (1 - p) / n))
 
 
 def leaders(scores: Mapping[str, object]) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fewshot.episodes import FewShotResult
-from fewshot.evaluate import Score, leaders, order, seed_ci95, versus
+from fewshot.evaluate import Score, leaders, order, seed_ci95, versus, with_binomial
 from fewshot.tables import Column, flat, markdown, text, text_of, to_json
 
 
@@ -66,6 +66,18 @@ def test_order_and_versus_take_scores_results_and_pairs() -> None:
     # a fraction (P@1, MAP@R) is compared as the tables show it, with three decimals
     p1, p2 = Score(0.951, 0.015, percent=False), Score(0.979, 0.007, percent=False)
     assert versus("A", p1, "B", p2) == f"A (0.951{nbsp}±{nbsp}0.015) is below B (0.979{nbsp}±{nbsp}0.007)"
+
+
+def test_with_binomial_gives_a_proportion_its_interval_and_keeps_the_seeds() -> None:
+    one = with_binomial(0.9, 1000)
+    assert one.mean == 0.9 and not one.percent and one.ci95 == pytest.approx(1.96 * (0.09 / 1000) ** 0.5)
+    seeds = with_binomial(Score(0.9, None, std=0.05, percent=False, seeds=3), 1000)
+    assert seeds.seeds == 3 and seeds.interval == pytest.approx(seed_ci95(0.05, 3))  # the wider
+    # four P@1s 2–6 test images apart out of 1,000: no clear winner
+    assert len(leaders({m: with_binomial(p, 1000) for m, p in zip("abcd", (0.981, 0.979, 0.978, 0.975))})) == 4
+    for bad in ((1.2, 10), (0.5, 0)):
+        with pytest.raises(ValueError, match="proportion"):
+            with_binomial(*bad)
 
 
 def test_leaders_names_the_top_and_every_score_that_ties_with_it() -> None:
