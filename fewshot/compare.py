@@ -159,14 +159,20 @@ def compare(run: Run, methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[i
     return rows
 
 
-def caption(rows: Sequence[MethodResult], fewshot: bool = True) -> str:
-    """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns)."""
+def caption(rows: Sequence[MethodResult], fewshot: bool = True, pixels: bool = False) -> str:
+    """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns;
+    ``pixels``: it also has a raw-pixel row, which is not trained, so its ± is over episodes)."""
     seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
-        return f"mean ± 95% CI over {seeds} training seeds"
+        return (f"mean ± 95% CI over {seeds} training seeds"
+                + ("; raw pixels (not trained): over episodes" if pixels else ""))
     return "few-shot: mean ± 95% CI over episodes, one training seed" if fewshot else "one training seed"
 
 
+# wall-clock, so it measures the machine's load as much as the method's cost
+TRAIN_SECONDS_NOTE = ("train s: wall-clock seconds to train the row's models (all seeds, the all-digit and "
+                      "the seen-digit net) when first trained, on a machine that may have been busy: "
+                      "not a cost comparison")
 # the columns a digit table may show, by name; short headers (the table fits the page), their
 # meaning in the legend under the table
 DIGIT_COLUMNS = {column.head: column for column in (
@@ -180,7 +186,7 @@ DIGIT_COLUMNS = {column.head: column for column in (
     Column("MAP@R", "map_at_r"),
     Column("1-shot", lambda r: r.shot(5, 1), note="1-shot, 5-shot: 5-way on the unseen digits"),
     Column("5-shot", lambda r: r.shot(5, 5), note="1-shot, 5-shot: 5-way on the unseen digits"),
-    Column("train s", "train_seconds", "{:.0f}", note="train s: training seconds, both networks"),
+    Column("train s", "train_seconds", "{:.0f}", note=TRAIN_SECONDS_NOTE),
 )}
 DEFAULT_COLUMNS = ("method", "miner", "dim", "test P@1", "MAP@R", "1-shot", "5-shot", "train s")
 # the command line's plain-text table: shorter still

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import fewshot.__main__ as cli
-from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, MethodResult, compare, evaluate_method,
-                             format_table, markdown_table)
+from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, MethodResult, caption, compare,
+                             evaluate_method, format_table, markdown_table)
 from fewshot.evaluate import Score
 from fewshot.oneshot import choose_metric
 from fewshot.config import PROFILES
@@ -137,6 +137,10 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
     rows = [row]
     assert "mean ± 95% CI over 2 training seeds" in format_table(rows).splitlines()[-1]
     assert markdown_table(rows).splitlines()[-1].endswith("mean ± 95% CI over 2 training seeds*")
+    # a table with a raw-pixel row says that row's ± is over episodes (pixels are not trained)
+    assert caption(rows, pixels=True) == ("mean ± 95% CI over 2 training seeds; raw pixels "
+                                          "(not trained): over episodes")
+    assert caption(rows) == "mean ± 95% CI over 2 training seeds"
     # with two seeds the ± is the t-interval of the mean over seeds: 12.706 · std / √2
     p1 = row.precision_at_1
     assert p1.seeds == 2 and p1.interval == pytest.approx(12.706 * p1.std / math.sqrt(2))
