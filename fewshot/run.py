@@ -19,6 +19,7 @@ arguments (``tests/test_architecture.py`` checks it).
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +29,8 @@ from . import characters, data
 from .config import (DEFAULT_SEED, PROFILES, Profile, check_seed, get_device, get_profile,
                      seed_everything, use_deterministic_kernels)
 from .spec import TrainSpec
+
+LINE_WIDTH = 78  # a printed line that fits the book's column
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class Run:
         """What :func:`setup` prints: device, size and data source on one line, then how to ask for
         the other size (two short lines, so they fit the page's column)."""
         line = f"{self.device.type} · {self.profile.name} profile · {self.data_source}"
+        if len(line) > LINE_WIDTH:  # the data source on a line of its own
+            line = f"{self.device.type} · {self.profile.name} profile\n" + textwrap.fill(
+                self.data_source, LINE_WIDTH, subsequent_indent="  ")
         other = PROFILES.get(self.profile.other)
         return f"{line}\nanother size: FEWSHOT_PROFILE={other.name} ({other.about})" if other else line
 
