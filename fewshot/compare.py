@@ -159,14 +159,19 @@ def compare(run: Run, methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[i
     return rows
 
 
-def caption(rows: Sequence[MethodResult], fewshot: bool = True, pixels: bool = False) -> str:
+def caption(rows: Sequence[MethodResult], fewshot: bool = True, pixels: bool = False,
+            retrieval: bool = True) -> str:
     """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns;
-    ``pixels``: it also has a raw-pixel row, which is not trained, so its ± is over episodes)."""
+    ``pixels``: it also has a raw-pixel row, which is not trained, so its ± is over episodes;
+    ``retrieval``: it shows test P@1 and MAP@R, which have no interval with one seed)."""
     seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
         return (f"mean ± 95% CI over {seeds} training seeds"
                 + ("; raw pixels (not trained): over episodes" if pixels else ""))
-    return "few-shot: mean ± 95% CI over episodes, one training seed" if fewshot else "one training seed"
+    if not fewshot:
+        return "one training seed"
+    return ("few-shot: mean ± 95% CI over episodes, one training seed (another seed can move a trained "
+            "row by more than its ±)" + ("; test P@1, MAP@R: one trained net, no interval" if retrieval else ""))
 
 
 # wall-clock, so it measures the machine's load as much as the method's cost
@@ -216,4 +221,5 @@ def markdown_table(rows: Sequence[MethodResult], columns: Sequence[str] = DEFAUL
     if bad or not columns:
         raise ValueError(f"columns={list(columns)!r}: expected some of {list(DIGIT_COLUMNS)}")
     shown = [DIGIT_COLUMNS[c] for c in columns]
-    return markdown(rows, shown, note, end=caption(rows, fewshot=bool({"1-shot", "5-shot"} & set(columns))))
+    return markdown(rows, shown, note, end=caption(rows, fewshot=bool({"1-shot", "5-shot"} & set(columns)),
+                                                   retrieval=bool({"test P@1", "MAP@R"} & set(columns))))

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,11 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
     assert caption(rows, pixels=True) == ("mean ± 95% CI over 2 training seeds; raw pixels "
                                           "(not trained): over episodes")
     assert caption(rows) == "mean ± 95% CI over 2 training seeds"
+    # with one seed: what the few-shot ± leaves out, and that P@1 and MAP@R have no interval
+    one = [replace(row, seeds=1)]
+    assert "another seed can move a trained row" in caption(one)
+    assert caption(one).endswith("test P@1, MAP@R: one trained net, no interval")
+    assert "P@1" not in caption(one, retrieval=False)
     # with two seeds the ± is the t-interval of the mean over seeds: 12.706 · std / √2
     p1 = row.precision_at_1
     assert p1.seeds == 2 and p1.interval == pytest.approx(12.706 * p1.std / math.sqrt(2))
@@ -158,7 +164,7 @@ def test_markdown_table_shows_the_columns_asked_for() -> None:
     assert lines[1] == "| --- | --- | --- | ---: | ---: |"
     assert lines[2] == "| triplet | pk | soft | 60.3\u00a0±\u00a01.1% | 12 |"
     assert lines[-1].startswith("*32-D; 1-shot, 5-shot: 5-way on the unseen digits")
-    assert lines[-1].endswith("one training seed*")
+    assert lines[-1].endswith("one training seed (another seed can move a trained row by more than its ±)*")
     assert "test P@1" not in lines[-1]  # only the shown columns are explained
     default = markdown_table([row]).splitlines()
     assert default[0].split(" | ")[1:4] == ["miner", "dim", "test P@1"]
