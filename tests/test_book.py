@@ -21,7 +21,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 # Code lines in notebooks: at most CODE_LINE characters, which fit the theme's 688-px text column at
 # 1,280 px in the code font that _extra/_static/book-layout.css sets (a wide monospace font is about
 # 0.62 em a character; a code block has 16 px of padding either side)
-CODE_LINE = 80
+CODE_LINE = 78  # STYLE.md: code lines at most 78 characters
 TEXT_COLUMN_PX, CODE_PADDING_PX, WIDE_MONOSPACE_EM = 688, 2 * 16, 0.62
 
 SETUP_CELL = '''# Colab: install the book's helper package `fewshot` from the repository
