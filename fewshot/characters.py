@@ -173,7 +173,7 @@ def _check_seed(seed: object) -> int:
 def _source(root: Path, offline: bool) -> tuple[str, str, dict | None]:
     """``(kind, line, Omniglot blob or None)``: Omniglot unless offline or it cannot be had, else
     printed characters, with the reason in plain words."""
-    reason = "offline: FEWSHOT_OFFLINE is set"
+    reason = "offline: FEWSHOT_OFFLINE=1"
     if not offline:
         try:
             blob, how = _omniglot(root)
@@ -253,8 +253,15 @@ def load_characters(split: str, *, classes: int | None = None, seed: int = DEFAU
     return images, labels[order].long()
 
 
+def glyph_name(code: int) -> str:
+    """A printed character's name: the character itself, or ``U+FFFD`` (its code point) in Unicode's
+    Specials block (U+FFF0–U+FFFF), whose replacement character reads as an encoding error."""
+    return f"U+{code:04X}" if 0xFFF0 <= code <= 0xFFFF else chr(code)
+
+
 def character_names(labels: torch.Tensor | list[int]) -> list[str]:
-    """A printable name per label id: the Unicode character, or Omniglot's ``alphabet/character``.
+    """A printable name per label id: the Unicode character (:func:`glyph_name`), or Omniglot's
+    ``alphabet/character``.
 
     Args:
         labels: ``(N,)`` label ids as returned by :func:`load_characters` (default seed's source).
@@ -264,7 +271,7 @@ def character_names(labels: torch.Tensor | list[int]) -> list[str]:
     if kind == "omniglot":
         names = omniglot["names"]
     else:
-        names = [chr(c) for c in glyph_table()["codes"].tolist()]
+        names = [glyph_name(c) for c in glyph_table()["codes"].tolist()]
     bad = [i for i in ids if not 0 <= i < len(names)]
     if bad:
         raise ValueError(f"label {bad[0]!r} is not a character id: expected 0..{len(names) - 1}")

@@ -159,19 +159,29 @@ def compare(run: Run, methods: Sequence[str] = DEFAULT_METHODS, dims: Sequence[i
     return rows
 
 
+# one seed: what the table leaves out of the retrieval columns (see :func:`caption`)
+RETRIEVAL_ONE_SEED = ("P@1's binomial 95% interval not shown (the book's comparisons use it); "
+                      "MAP@R: no interval")
+
+
 def caption(rows: Sequence[MethodResult], fewshot: bool = True, pixels: bool = False,
             retrieval: bool = True) -> str:
     """What the ± means in a table of these rows (``fewshot``: the table shows few-shot columns;
     ``pixels``: it also has a raw-pixel row, which is not trained, so its ± is over episodes;
-    ``retrieval``: it shows test P@1 and MAP@R, which have no interval with one seed)."""
+    ``retrieval``: it shows test P@1 and MAP@R).
+
+    With one seed the table shows test P@1 and MAP@R without ±. Test P@1 still has an interval,
+    the binomial one over the test digits (:func:`~fewshot.evaluate.with_binomial`), which the
+    book's comparisons use; MAP@R has an interval only over several seeds."""
     seeds = max((r.seeds for r in rows), default=1)
     if seeds > 1:
         return (f"mean ± 95% CI over {seeds} training seeds"
                 + ("; raw pixels (not trained): over episodes" if pixels else ""))
+    retrieval_note = (RETRIEVAL_ONE_SEED,) if retrieval else ()
     if not fewshot:
-        return "one training seed"
-    return ("few-shot: mean ± 95% CI over episodes, one training seed (another seed can move a trained "
-            "row by more than its ±)" + ("; test P@1, MAP@R: one trained net, no interval" if retrieval else ""))
+        return ": ".join(("one training seed", *retrieval_note))
+    return "; ".join(("few-shot: mean ± 95% CI over episodes, one training seed (another seed can "
+                      "move a trained row by more than its ±)", *retrieval_note))
 
 
 # wall-clock, so it measures the machine's load as much as the method's cost

@@ -11,7 +11,9 @@
   made. It is the Python reference of the browser demo's ``preprocess.js``, step for step.
 * :func:`build_demo` writes the model, the gallery and its calibrated thresholds (as JSON,
   :meth:`~fewshot.verify.Gallery.export`), a strip of the enrolled characters and a few known
-  probes: what the chapter's live page loads.
+  probes: what the chapter's live page loads. The last two are for the book only (the page shows
+  the reader who is enrolled; the browser check reads the probes): a real deployment ships neither,
+  since enrolment images are what a template exists to avoid storing.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ IMAGE_SHAPE = (1, 28, 28)
 OPSET = 18  # the oldest opset the dynamo exporter writes; onnxruntime (and -web) ≥ 1.14 run it
 INK_CUTOFF = 0.5  # a pixel with at least half the full ink counts for the bounding box
 INK = "light on dark"  # the training images: white strokes (255) on a black background (0)
+# model: the network; gallery: templates, thresholds, preprocessing recipe; glyphs, probes: the
+# enrolled images and a few test images, for the book's reader and browser check only
 FILES = {"model": "model.onnx", "gallery": "gallery.json", "glyphs": "glyphs.png",
          "probes": "probes.json"}
 GLYPH_COLUMNS = 32  # the strip of enrolled characters: this many 28 × 28 cells a row
@@ -196,7 +200,9 @@ def canvas_to_pixels(ink: np.ndarray, extent: int, size: int = 28) -> np.ndarray
     3. Resample the square to ``extent × extent`` by area averaging (:func:`ink_extent`: the
        characters' typical size in the training images).
     4. Paste it into ``size × size`` with its centre of mass at the centre (as the printed glyphs
-       and MNIST are centred): offset ``floor(size/2 − c)``, ink beyond the edge is cut.
+       and MNIST are centred; Omniglot's characters are not re-centred, they sit where their
+       writers drew them, in the middle of the frame): offset ``floor(size/2 − c)``, ink beyond the
+       edge is cut.
     5. Stretch so the brightest pixel is 1, and round to 1/255 steps (the training images are bytes).
        The ink stays light on dark, as in the training images.
     """

@@ -314,17 +314,38 @@ VERIFY_TABLE = (
 SYSTEM_COLUMNS, THRESHOLD_COLUMNS = VERIFY_TABLE[:4], (VERIFY_TABLE[0], *VERIFY_TABLE[4:])
 
 
+# what each split holds, by data: the caption's "test …" and "thresholds calibrated on …"
+SPLIT_NOTES: dict[str, tuple[str, str]] = {
+    "characters": ("test identities only", "the disjoint calibration split"),
+    "mnist": ("test images only (the same digits as the calibration images)",
+              "the calibration images, disjoint from the test images"),
+}
+
+
+def split_notes(rows: Sequence[VerificationRow]) -> tuple[str, str]:
+    """``(test note, calibration note)`` of :data:`SPLIT_NOTES` for ``rows``' data (characters
+    when there are no rows). Raises ``ValueError`` when the rows mix data: one caption cannot
+    describe both."""
+    kinds = sorted({row.data for row in rows}) or ["characters"]
+    if len(kinds) > 1 or kinds[0] not in SPLIT_NOTES:
+        raise ValueError(f"rows of data {kinds!r}: expected one of {sorted(SPLIT_NOTES)}")
+    return SPLIT_NOTES[kinds[0]]
+
+
 def verification_markdown(rows: Sequence[VerificationRow]) -> str:
     """:func:`verification_table`'s rows as two Markdown tables: AUC and EER of each method, then
-    its TAR and DIR at the thresholds calibrated on the calibration split."""
-    note = "test identities only"
+    its TAR and DIR at the thresholds calibrated on the calibration split. The captions say what
+    the test split holds: identities no threshold saw (characters), or images no threshold saw of
+    the same digits (MNIST)."""
+    note, calibration = split_notes(rows)
     return "\n\n".join([markdown(rows, SYSTEM_COLUMNS, note),
-                         markdown(rows, THRESHOLD_COLUMNS, f"{note}; thresholds calibrated on the "
-                                  "disjoint calibration split")])
+                         markdown(rows, THRESHOLD_COLUMNS,
+                                  f"{note}; thresholds calibrated on {calibration}")])
 
 
 def format_verification_table(rows: Sequence[VerificationRow]) -> str:
     """A plain-text version of :func:`verification_markdown` (for the command line)."""
     data = rows[0].data if rows else "?"
-    return text(rows, VERIFY_TABLE, f"{data}: test identities; TAR and DIR at thresholds calibrated "
-                "on the calibration split")
+    note, calibration = split_notes(rows)
+    return text(rows, VERIFY_TABLE, f"{data}: {note}; TAR and DIR at thresholds calibrated on "
+                f"{calibration}")

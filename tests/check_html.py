@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MIN_FIGURES = 2  # every chapter draws several; fewer means figures were not captured (e.g. MPLBACKEND=Agg)
 MIN_FIGURES_FOR = {"book/10_where_next": 1}  # the closing chapter: one summary chart (and a widget)
-PRINTED_WIDTH = 80  # printed lines fit the column (STYLE.md: code and printed lines at most ~78)
+PRINTED_WIDTH = 78  # printed lines fit the column, like code lines (test_book.CODE_LINE)
 
 
 def chapters() -> list[str]:

@@ -209,6 +209,7 @@ CONSTANT_TABLES = {
     "plots.METRIC_LABELS": "metric → axis label",
     "printed.DISTORTION": "the printed glyphs' distortion (a frozen dataclass)",
     "protocol.VERIFY_METHODS": "data → the methods chapter 9 measures",
+    "protocol.SPLIT_NOTES": "data → what its test and calibration splits hold (table captions)",
     "recipes.PROTONET": "protonet's default training episode",
     "recipes.SPHEREFACE_LAMBDA": "SphereFace's λ schedule constants",
     "spec._USES": "setting → the methods that use it",

@@ -10,7 +10,7 @@ import torch
 import fewshot.characters as characters
 import fewshot.printed as printed_module
 from fewshot.characters import (BACKGROUND_SPLIT, EVALUATION_SPLIT, character_names, characters_source,
-                                load_characters)
+                                glyph_name, load_characters)
 from fewshot.printed import INSTANCES_PER_CLASS
 from fewshot.data import DOWNLOAD_TIMEOUT, MNIST_MEAN, MNIST_STD
 
@@ -124,6 +124,13 @@ def test_character_names() -> None:
     assert character_names([int((codes == ord("A")).nonzero())]) == ["A"]
     with pytest.raises(ValueError, match="-1"):
         character_names([-1])
+
+
+def test_glyph_name_spells_out_the_specials_block() -> None:
+    # U+FFFD, a printed glyph of the offline set, would read as an encoding error in a gallery
+    assert glyph_name(ord("A")) == "A" and glyph_name(0x2191) == "↑"
+    assert glyph_name(0xFFFD) == "U+FFFD" and glyph_name(0xFFF0) == "U+FFF0"
+    assert glyph_name(0xFFEF) == chr(0xFFEF)
 
 
 def test_download_failure_falls_back_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import fewshot.__main__ as cli
-from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, MethodResult, caption, compare,
-                             evaluate_method, format_table, markdown_table)
+from fewshot.compare import (COLUMNS, DIGIT_COLUMNS, RETRIEVAL_ONE_SEED, MethodResult, caption,
+                             compare, evaluate_method, format_table, markdown_table)
 from fewshot.evaluate import Score
 from fewshot.oneshot import choose_metric
 from fewshot.config import PROFILES
@@ -142,16 +142,40 @@ def test_evaluate_method_over_seeds(monkeypatch: pytest.MonkeyPatch, mnist: dict
     assert caption(rows, pixels=True) == ("mean ± 95% CI over 2 training seeds; raw pixels "
                                           "(not trained): over episodes")
     assert caption(rows) == "mean ± 95% CI over 2 training seeds"
-    # with one seed: what the few-shot ± leaves out, and that P@1 and MAP@R have no interval
+    # with one seed: what the few-shot ± leaves out (the wording: test_caption_with_one_seed)
     one = [replace(row, seeds=1)]
     assert "another seed can move a trained row" in caption(one)
-    assert caption(one).endswith("test P@1, MAP@R: one trained net, no interval")
-    assert "P@1" not in caption(one, retrieval=False)
+    assert caption(one).endswith("; " + RETRIEVAL_ONE_SEED)
     # with two seeds the ± is the t-interval of the mean over seeds: 12.706 · std / √2
     p1 = row.precision_at_1
     assert p1.seeds == 2 and p1.interval == pytest.approx(12.706 * p1.std / math.sqrt(2))
     assert f"{p1.mean:.3f} ± {p1.interval:.3f}" in format_table(rows)
     assert row.named("mine").method == "mine" and row.method == "softmax"
+
+
+def test_caption_with_one_seed() -> None:
+    # one trained net: test P@1 keeps its binomial interval (comparisons use it, the table does
+    # not show it); MAP@R has none; the few-shot ± is over episodes only
+    row = MethodResult("triplet", "all", "random", "euclidean", 32, 1, Score(0.9, percent=False),
+                       Score(0.8, percent=False), {(5, 1): Score(0.6, 0.01), (5, 5): Score(0.7, 0.01)},
+                       10.0)
+    assert "binomial 95% interval not shown" in RETRIEVAL_ONE_SEED
+    assert RETRIEVAL_ONE_SEED.startswith("P@1's binomial 95% interval")  # "test P@1" once per caption
+    assert RETRIEVAL_ONE_SEED.endswith("MAP@R: no interval")
+    assert caption([row]) == ("few-shot: mean ± 95% CI over episodes, one training seed (another seed "
+                              "can move a trained row by more than its ±); " + RETRIEVAL_ONE_SEED)
+    assert "P@1: one trained net, no interval" not in caption([row])  # the old, wrong wording
+    assert "P@1" not in caption([row], retrieval=False)
+    # a table with only the retrieval columns says the same about them
+    assert caption([row], fewshot=False) == "one training seed: " + RETRIEVAL_ONE_SEED
+    assert caption([row], fewshot=False, retrieval=False) == "one training seed"
+    assert markdown_table([row], ("method", "test P@1")).splitlines()[-1].endswith(
+        "one training seed: " + RETRIEVAL_ONE_SEED + "*")
+    assert "P@1" not in markdown_table([row], ("method", "1-shot")).splitlines()[-1]
+    # several seeds: the ± is over them, and nothing is said to be missing
+    seeded = replace(row, seeds=3)
+    assert caption([seeded]) == "mean ± 95% CI over 3 training seeds"
+    assert RETRIEVAL_ONE_SEED not in format_table([seeded])
 
 
 def test_markdown_table_shows_the_columns_asked_for() -> None:

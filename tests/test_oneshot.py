@@ -15,9 +15,13 @@ import torch
 
 from fewshot.__main__ import main
 from fewshot.evaluate import Score
+from fewshot import recipes
+from fewshot.config import PROFILES
 from fewshot.oneshot import (CHARACTER_ALTERNATIVES, CHARACTER_METHODS, ONESHOT_COLUMNS,
-                             ONESHOT_SETTINGS, CharacterResult, evaluation_halves, metric_markdown,
-                             oneshot_markdown)
+                             ONESHOT_SETTINGS, CharacterResult, character_spec, evaluation_halves,
+                             extra_of, methods_markdown, metric_markdown, oneshot_markdown,
+                             sampler_of)
+from fewshot.run import Run
 from fewshot.tables import flat
 from fewshot.protocol import verification_splits
 from fewshot.episodes import EpisodeBatches
@@ -198,3 +202,46 @@ def test_character_methods_cover_the_chapter() -> None:
     # the alternatives the defaults were chosen against are trainable by name too
     assert not set(CHARACTER_ALTERNATIVES) & set(CHARACTER_METHODS)
     assert {spec["method"] for spec in CHARACTER_ALTERNATIVES.values()} <= methods
+
+
+# -------------------------------------------------------------------------------------------
+# The methods table says how each model trains
+
+
+def quick_run(seed: int = 0) -> Run:
+    return Run(torch.device("cpu"), PROFILES["quick"], seed, "")
+
+
+def test_methods_table_shows_protonet_episodes_as_training_builds_them() -> None:
+    run = quick_run()
+    rows = {line.split(" | ")[0].strip("| "): line for line in methods_markdown(run).splitlines()}
+    ep = recipes.PROTONET
+    shape = f"{ep['n_way']}-way {ep['k_shot']}-shot, {ep['n_query']} queries"
+    assert rows["protonet"] == f"| protonet | protonet | – | episodes | {shape} |"
+    assert shape == "20-way 5-shot, 5 queries"  # what chapter 8's prose says
+    # the other models keep their own sampler and settings
+    assert rows["triplet"] == "| triplet | triplet | batch_hard | pk | margin soft, squared False |"
+    assert rows["arcface"] == "| arcface | arcface | – | random | – |"
+    # the table's episode is the one training builds (EpisodeBatches of recipes' sampler)
+    spec = character_spec(run, "protonet")
+    built = recipes._batch_sampler(spec, torch.arange(200).repeat_interleave(20)).sampler
+    assert (built.n_way, built.k_shot, built.n_query) == (ep["n_way"], ep["k_shot"], ep["n_query"])
+
+
+def test_extra_of_reads_a_changed_episode_from_the_spec() -> None:
+    spec = character_spec(quick_run(), "protonet")
+    assert sampler_of(spec) == "episodes" and spec.sampler == "random"
+    assert extra_of(spec.replace(k_shot=1)) == "20-way 1-shot, 5 queries"
+    assert extra_of(spec.replace(n_way=5, k_shot=1, shift=2.0)) == "5-way 1-shot, 5 queries, shift 2.0"
+    supcon = character_spec(quick_run(), "supcon")
+    assert sampler_of(supcon) == "pk" and extra_of(supcon) == "temperature 0.2, shift 2.0"
+
+
+def test_a_new_protonet_episode_is_a_new_cache_key() -> None:
+    # chapter 8's exercise 1: changing the episode through the spec retrains (a new key); editing
+    # recipes.PROTONET at run time would not (the spec, and so the key, stay the same)
+    spec = character_spec(quick_run(), "protonet")
+    x, y = torch.zeros(6, 1, 28, 28), torch.tensor([0, 0, 1, 1, 2, 2])
+    keys = {recipes.cache_key(s, x, y) for s in (spec, spec.replace(k_shot=1),
+                                                 spec.replace(n_way=5, k_shot=1))}
+    assert len(keys) == 3

@@ -147,6 +147,30 @@ def test_protocol_bad_input() -> None:
         verification_splits(torch.arange(4).repeat_interleave(20), seed=0)
 
 
+# ----- the tables' captions -----
+def row(data: str, method: str = "pixels") -> VerificationRow:
+    return VerificationRow(method, data, "euclidean", 0.9, 0.1, {0.1: 0.8}, {0.1: 0.09}, 0.5, 0.1)
+
+
+def test_captions_say_what_the_test_split_holds() -> None:
+    # characters: the test identities are disjoint from the calibration ones
+    chars = verification_markdown([row("characters")]).splitlines()
+    assert chars[-1].startswith("*test identities only; thresholds calibrated on the disjoint "
+                                "calibration split;")
+    # MNIST: the same five digits in both halves, split by image: no "test identities"
+    digits = verification_markdown([row("mnist"), row("mnist", "triplet")])
+    captions = [line for line in digits.splitlines() if line.startswith("*")]
+    assert len(captions) == 2
+    assert all(c.startswith("*test images only (the same digits as the calibration images)")
+               for c in captions)
+    assert "identities" not in digits
+    assert "thresholds calibrated on the calibration images, disjoint from the test images" in \
+        captions[1]
+    assert "mnist: test images only" in protocol.format_verification_table([row("mnist")])
+    with pytest.raises(ValueError, match="characters.*mnist"):
+        verification_markdown([row("characters"), row("mnist")])  # one caption cannot say both
+
+
 # ----- the command line -----
 @pytest.mark.parametrize("argv", [
     ["verify", "--data", "faces"],
