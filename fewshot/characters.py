@@ -254,8 +254,9 @@ def load_characters(split: str, *, classes: int | None = None, seed: int = DEFAU
 
 
 def glyph_name(code: int) -> str:
-    """A printed character's name: the character itself, or ``U+FFFD`` (its code point) in Unicode's
-    Specials block (U+FFF0–U+FFFF), whose replacement character reads as an encoding error."""
+    """A printed character's name: the character itself, or its code point (``"U+FFFD"``) in
+    Unicode's Specials block (U+FFF0–U+FFFF), whose replacement character U+FFFD would read as an
+    encoding error."""
     return f"U+{code:04X}" if 0xFFF0 <= code <= 0xFFFF else chr(code)
 
 
